@@ -1,0 +1,756 @@
+//! The behaviour every engine must show, written once and run against each
+//! engine (see `tests/sqlite.rs`): each case gets a fresh, empty store and
+//! drives time through the `now` arguments, so nothing here sleeps.
+//!
+//! An engine's test file invokes [`conformance_tests!`](crate::conformance_tests)
+//! with an async expression that yields a fresh `Arc<dyn Store>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+use taskwheel_core::lifecycle::{FailureCause, TransitionError};
+use taskwheel_core::time::add;
+use taskwheel_core::wire::SubmitJob;
+use taskwheel_core::{
+    AttemptOutcome, Backoff, DurationSpec, Job, JobId, JobState, NewJob, Priority, RetryPolicy,
+};
+
+use crate::{Completion, JobFilter, LeaseParams, LeasedJob, Store, StoreError};
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an async
+/// expression that yields a fresh `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::Store> = $make.await;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+    ($make:expr) => {
+        $crate::conformance_tests!($make;
+            submit_then_get_round_trips,
+            delayed_job_is_promoted_when_due,
+            lease_order_is_priority_then_due_time,
+            lease_takes_only_named_queues_and_at_most_max,
+            a_leased_job_is_not_leased_again,
+            complete_is_fenced_by_the_lease_token,
+            failures_back_off_then_dead_letter,
+            fail_without_retry_dead_letters_at_once,
+            expired_lease_returns_job_and_counts_attempt,
+            timeout_is_enforced_through_the_lease,
+            heartbeat_extends_the_lease,
+            cancel_pending_and_running,
+            rerun_gives_a_fresh_budget,
+            idempotency_key_dedupes,
+            snooze_does_not_count_an_attempt,
+            list_filters_and_pages_newest_first,
+            tenants_are_isolated,
+            batch_completion_reports_each_item,
+            next_timer_covers_due_jobs_and_leases,
+        );
+    };
+}
+
+fn t0() -> Timestamp {
+    "2026-06-01T00:00:00Z".parse().expect("valid instant")
+}
+
+fn secs(s: u64) -> Timestamp {
+    add(t0(), Duration::from_secs(s))
+}
+
+fn new_job(body: serde_json::Value, now: Timestamp) -> NewJob {
+    serde_json::from_value::<SubmitJob>(body)
+        .expect("valid request")
+        .validate("default", now)
+        .expect("valid job")
+}
+
+fn fixed_retry(max_attempts: u32, wait: u64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        backoff: Backoff::Fixed,
+        base: DurationSpec(Duration::from_secs(wait)),
+        max: DurationSpec(Duration::from_secs(wait.max(1))),
+        jitter: 0.0,
+    }
+}
+
+async fn submit(store: &Arc<dyn Store>, body: serde_json::Value, now: Timestamp) -> Job {
+    store
+        .submit(new_job(body, now), now)
+        .await
+        .expect("submit")
+        .job
+}
+
+fn params(queues: &[&str], max: u32) -> LeaseParams {
+    LeaseParams {
+        tenant: "default".into(),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        max,
+        worker: "worker-1".into(),
+        lease: Duration::from_secs(30),
+    }
+}
+
+async fn lease_one(store: &Arc<dyn Store>, now: Timestamp) -> LeasedJob {
+    let mut jobs = store
+        .lease(params(&["default"], 1), now)
+        .await
+        .expect("lease");
+    assert_eq!(jobs.len(), 1, "expected one job to lease");
+    jobs.remove(0)
+}
+
+async fn state_of(store: &Arc<dyn Store>, id: JobId) -> JobState {
+    store.get_job("default", id).await.expect("get").state
+}
+
+fn error_cause() -> FailureCause {
+    FailureCause::Error {
+        retry: true,
+        retry_after: None,
+    }
+}
+
+pub async fn submit_then_get_round_trips(store: Arc<dyn Store>) {
+    let job = submit(
+        &store,
+        json!({"kind": "email.send", "payload": {"to": "a@b.c"}, "priority": "high", "tags": ["x"], "timeout": "1m"}),
+        t0(),
+    )
+    .await;
+    assert_eq!(job.state, JobState::Available);
+    let got = store.get_job("default", job.id).await.expect("get");
+    assert_eq!(got, job);
+    assert_eq!(got.payload, json!({"to": "a@b.c"}));
+    assert_eq!(got.priority, Priority::HIGH);
+    assert_eq!(got.timeout, Some(Duration::from_secs(60)));
+    assert!(matches!(
+        store.get_job("default", JobId::new_v7(t0())).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn delayed_job_is_promoted_when_due(store: Arc<dyn Store>) {
+    let job = submit(&store, json!({"kind": "k", "delay": "10s"}), t0()).await;
+    assert_eq!(job.state, JobState::Scheduled);
+    assert!(
+        store
+            .lease(params(&["default"], 10), secs(11))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not leasable before promotion"
+    );
+    assert!(store.promote_due(secs(9)).await.unwrap().is_empty());
+    assert_eq!(state_of(&store, job.id).await, JobState::Scheduled);
+    let touched = store.promote_due(secs(10)).await.unwrap();
+    assert_eq!(touched.len(), 1);
+    assert_eq!(touched[0].queue, "default");
+    assert_eq!(state_of(&store, job.id).await, JobState::Available);
+}
+
+pub async fn lease_order_is_priority_then_due_time(store: Arc<dyn Store>) {
+    let low = submit(&store, json!({"kind": "k", "priority": 2}), t0()).await;
+    let early = submit(&store, json!({"kind": "k", "priority": 5}), t0()).await;
+    let late = submit(&store, json!({"kind": "k", "priority": 5}), secs(1)).await;
+    let high = submit(&store, json!({"kind": "k", "priority": 9}), secs(2)).await;
+    let leased = store
+        .lease(params(&["default"], 10), secs(3))
+        .await
+        .unwrap();
+    let order: Vec<JobId> = leased.iter().map(|l| l.job.id).collect();
+    assert_eq!(order, vec![high.id, early.id, late.id, low.id]);
+}
+
+pub async fn lease_takes_only_named_queues_and_at_most_max(store: Arc<dyn Store>) {
+    for _ in 0..3 {
+        submit(&store, json!({"kind": "k", "queue": "a"}), t0()).await;
+    }
+    submit(&store, json!({"kind": "k", "queue": "b"}), t0()).await;
+    let two = store.lease(params(&["a"], 2), t0()).await.unwrap();
+    assert_eq!(two.len(), 2);
+    assert!(
+        two.iter()
+            .all(|l| l.job.queue == "a" && l.job.state == JobState::Running && l.job.attempt == 1)
+    );
+    let rest = store.lease(params(&["a", "b"], 10), t0()).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(
+        store
+            .lease(params(&["a", "b", "c"], 10), t0())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_leased_job_is_not_leased_again(store: Arc<dyn Store>) {
+    let job = submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    assert_eq!(leased.job.id, job.id);
+    assert_eq!(leased.expires_at, secs(30));
+    assert!(
+        store
+            .lease(params(&["default"], 10), secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stored = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(stored.state, JobState::Running);
+    assert_eq!(stored.lease.expect("lease").worker, "worker-1");
+}
+
+pub async fn complete_is_fenced_by_the_lease_token(store: Arc<dyn Store>) {
+    submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    let stale = taskwheel_core::LeaseToken::random();
+    let wrong = store
+        .complete(
+            "default",
+            vec![Completion {
+                id: leased.job.id,
+                token: stale,
+                result: None,
+            }],
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        wrong[0],
+        Err(StoreError::Transition(TransitionError::StaleLease))
+    ));
+    assert_eq!(
+        state_of(&store, leased.job.id).await,
+        JobState::Running,
+        "a stale token changes nothing"
+    );
+    let done = store
+        .complete(
+            "default",
+            vec![Completion {
+                id: leased.job.id,
+                token: leased.token,
+                result: Some(json!({"ok": 1})),
+            }],
+            secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done[0].as_ref().unwrap().state, JobState::Succeeded);
+    let again = store
+        .complete(
+            "default",
+            vec![Completion {
+                id: leased.job.id,
+                token: leased.token,
+                result: None,
+            }],
+            secs(3),
+        )
+        .await
+        .unwrap();
+    assert!(again[0].is_err(), "a job completes once");
+    let job = store.get_job("default", leased.job.id).await.unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.finished_at, Some(secs(2)));
+    assert!(job.lease.is_none());
+    assert_eq!(job.attempts.len(), 1);
+    assert_eq!(job.attempts[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(job.attempts[0].result, Some(json!({"ok": 1})));
+    assert_eq!(job.attempts[0].started_at, t0());
+}
+
+pub async fn failures_back_off_then_dead_letter(store: Arc<dyn Store>) {
+    let retry = serde_json::to_value(fixed_retry(2, 10)).unwrap();
+    let job = submit(&store, json!({"kind": "k", "retry": retry}), t0()).await;
+    let first = lease_one(&store, t0()).await;
+    let moved = store
+        .fail(
+            "default",
+            job.id,
+            first.token,
+            "boom 1".into(),
+            error_cause(),
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.state, JobState::Scheduled);
+    assert_eq!(moved.run_at, Some(secs(11)));
+    assert!(store.promote_due(secs(10)).await.unwrap().is_empty());
+    assert_eq!(store.promote_due(secs(11)).await.unwrap().len(), 1);
+    let second = lease_one(&store, secs(11)).await;
+    assert_eq!(second.job.attempt, 2);
+    let moved = store
+        .fail(
+            "default",
+            job.id,
+            second.token,
+            "boom 2".into(),
+            error_cause(),
+            secs(12),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.state, JobState::Failed);
+    let dead = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(dead.state, JobState::Failed);
+    let errors: Vec<_> = dead
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.error.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![(1, "boom 1".to_string()), (2, "boom 2".to_string())]
+    );
+}
+
+pub async fn fail_without_retry_dead_letters_at_once(store: Arc<dyn Store>) {
+    let job = submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    let cause = FailureCause::Error {
+        retry: false,
+        retry_after: None,
+    };
+    let moved = store
+        .fail(
+            "default",
+            job.id,
+            leased.token,
+            "bad input".into(),
+            cause,
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.state, JobState::Failed);
+    let stale = store
+        .fail(
+            "default",
+            job.id,
+            leased.token,
+            "again".into(),
+            cause,
+            secs(2),
+        )
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::Transition(TransitionError::StaleLease))
+    ));
+}
+
+pub async fn expired_lease_returns_job_and_counts_attempt(store: Arc<dyn Store>) {
+    let retry = serde_json::to_value(RetryPolicy {
+        backoff: Backoff::None,
+        ..fixed_retry(3, 0)
+    })
+    .unwrap();
+    let job = submit(&store, json!({"kind": "k", "retry": retry}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    assert!(store.reap_expired(secs(29)).await.unwrap().is_empty());
+    let touched = store.reap_expired(secs(30)).await.unwrap();
+    assert_eq!(touched.len(), 1, "the queue is woken");
+    let back = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(back.state, JobState::Available);
+    assert_eq!(back.attempt, 1);
+    assert_eq!(back.attempts[0].outcome, AttemptOutcome::LeaseExpired);
+    let stale = store
+        .heartbeat("default", job.id, leased.token, secs(31))
+        .await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::Transition(TransitionError::StaleLease))
+    ));
+    let again = lease_one(&store, secs(31)).await;
+    assert_eq!(again.job.attempt, 2);
+    let late = store
+        .complete(
+            "default",
+            vec![Completion {
+                id: job.id,
+                token: leased.token,
+                result: None,
+            }],
+            secs(32),
+        )
+        .await
+        .unwrap();
+    assert!(
+        late[0].is_err(),
+        "the first worker cannot complete a re-leased job"
+    );
+}
+
+pub async fn timeout_is_enforced_through_the_lease(store: Arc<dyn Store>) {
+    let job = submit(
+        &store,
+        json!({"kind": "k", "timeout": "5s", "retry": {"max_attempts": 1}}),
+        t0(),
+    )
+    .await;
+    let leased = lease_one(&store, t0()).await;
+    assert_eq!(leased.expires_at, secs(5), "the lease ends at the deadline");
+    let beat = store
+        .heartbeat("default", job.id, leased.token, secs(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        beat.expires_at,
+        secs(5),
+        "a heartbeat never extends past the deadline"
+    );
+    store.reap_expired(secs(5)).await.unwrap();
+    let dead = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(dead.state, JobState::Failed);
+    assert_eq!(dead.attempts[0].outcome, AttemptOutcome::TimedOut);
+}
+
+pub async fn heartbeat_extends_the_lease(store: Arc<dyn Store>) {
+    let job = submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    let beat = store
+        .heartbeat("default", job.id, leased.token, secs(20))
+        .await
+        .unwrap();
+    assert_eq!(beat.expires_at, secs(50));
+    assert!(!beat.cancel_requested);
+    store.reap_expired(secs(35)).await.unwrap();
+    assert_eq!(state_of(&store, job.id).await, JobState::Running);
+}
+
+pub async fn cancel_pending_and_running(store: Arc<dyn Store>) {
+    let pending = submit(&store, json!({"kind": "k", "delay": "1h"}), t0()).await;
+    let cancelled = store.cancel("default", pending.id, secs(1)).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(
+        store.promote_due(secs(7200)).await.unwrap().is_empty(),
+        "a cancelled job never runs"
+    );
+
+    let running = submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    let flagged = store.cancel("default", running.id, secs(1)).await.unwrap();
+    assert_eq!(flagged.state, JobState::Running);
+    assert!(flagged.cancel_requested);
+    let beat = store
+        .heartbeat("default", running.id, leased.token, secs(2))
+        .await
+        .unwrap();
+    assert!(
+        beat.cancel_requested,
+        "the worker learns at its next heartbeat"
+    );
+    let moved = store
+        .fail(
+            "default",
+            running.id,
+            leased.token,
+            "stopped".into(),
+            error_cause(),
+            secs(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.state,
+        JobState::Cancelled,
+        "a cancel-requested job is not retried"
+    );
+    let refused = store.cancel("default", running.id, secs(4)).await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Transition(TransitionError::WrongState { .. }))
+    ));
+}
+
+pub async fn rerun_gives_a_fresh_budget(store: Arc<dyn Store>) {
+    let job = submit(
+        &store,
+        json!({"kind": "k", "retry": {"max_attempts": 1}}),
+        t0(),
+    )
+    .await;
+    let leased = lease_one(&store, t0()).await;
+    store
+        .fail(
+            "default",
+            job.id,
+            leased.token,
+            "x".into(),
+            error_cause(),
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state_of(&store, job.id).await, JobState::Failed);
+    let again = store.rerun("default", job.id, secs(2)).await.unwrap();
+    assert_eq!(again.state, JobState::Available);
+    assert_eq!(again.attempt, 0);
+    assert_eq!(again.finished_at, None);
+    let second = lease_one(&store, secs(3)).await;
+    store
+        .complete(
+            "default",
+            vec![Completion {
+                id: job.id,
+                token: second.token,
+                result: None,
+            }],
+            secs(4),
+        )
+        .await
+        .unwrap();
+    let done = store.get_job("default", job.id).await.unwrap();
+    let numbers: Vec<u32> = done.attempts.iter().map(|a| a.number).collect();
+    assert_eq!(
+        numbers,
+        vec![1, 2],
+        "attempt numbers continue across a re-run"
+    );
+    assert!(matches!(
+        store.rerun("default", job.id, secs(5)).await,
+        Err(StoreError::Transition(_))
+    ));
+}
+
+pub async fn idempotency_key_dedupes(store: Arc<dyn Store>) {
+    let first = store
+        .submit(
+            new_job(json!({"kind": "k", "idempotency_key": "order-7"}), t0()),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(!first.deduplicated);
+    let second = store
+        .submit(
+            new_job(
+                json!({"kind": "other", "idempotency_key": "order-7"}),
+                secs(1),
+            ),
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert!(second.deduplicated);
+    assert_eq!(second.job.id, first.job.id);
+    assert_eq!(
+        second.job.kind, "k",
+        "the original job is returned unchanged"
+    );
+    let all = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+pub async fn snooze_does_not_count_an_attempt(store: Arc<dyn Store>) {
+    let job = submit(&store, json!({"kind": "k"}), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    let moved = store
+        .snooze(
+            "default",
+            job.id,
+            leased.token,
+            Duration::from_secs(60),
+            secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.state, JobState::Scheduled);
+    assert_eq!(moved.run_at, Some(secs(61)));
+    let back = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(back.attempt, 0);
+    assert_eq!(back.attempts[0].outcome, AttemptOutcome::Released);
+    let released = submit(&store, json!({"kind": "k"}), secs(2)).await;
+    let leased = lease_one(&store, secs(2)).await;
+    assert_eq!(leased.job.id, released.id);
+    let moved = store
+        .snooze(
+            "default",
+            released.id,
+            leased.token,
+            Duration::ZERO,
+            secs(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.state,
+        JobState::Available,
+        "a zero snooze releases the job at once"
+    );
+    assert!(moved.queue_touched);
+}
+
+pub async fn list_filters_and_pages_newest_first(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        let queue = if i % 2 == 0 { "even" } else { "odd" };
+        ids.push(
+            submit(&store, json!({"kind": "k", "queue": queue}), secs(i))
+                .await
+                .id,
+        );
+    }
+    let page1 = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 2,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page1.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]]
+    );
+    let page2 = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 2,
+                before: Some(ids[3]),
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let even = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                queue: Some("even".into()),
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(even.len(), 3);
+    store.lease(params(&["odd"], 1), secs(10)).await.unwrap();
+    let running = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                state: Some(JobState::Running),
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].queue, "odd");
+    let none = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                kind: Some("nope".into()),
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
+    let mut other = new_job(json!({"kind": "k", "idempotency_key": "same"}), t0());
+    other.tenant = "acme".into();
+    let theirs = store.submit(other, t0()).await.unwrap().job;
+    let ours = store
+        .submit(
+            new_job(json!({"kind": "k", "idempotency_key": "same"}), t0()),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(!ours.deduplicated, "idempotency keys are per tenant");
+    assert!(matches!(
+        store.get_job("default", theirs.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.cancel("default", theirs.id, t0()).await,
+        Err(StoreError::NotFound)
+    ));
+    let leased = store.lease(params(&["default"], 10), t0()).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].job.id, ours.job.id);
+    let listed = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+pub async fn batch_completion_reports_each_item(store: Arc<dyn Store>) {
+    for _ in 0..3 {
+        submit(&store, json!({"kind": "k"}), t0()).await;
+    }
+    let leased = store.lease(params(&["default"], 3), t0()).await.unwrap();
+    let mut items: Vec<Completion> = leased
+        .iter()
+        .map(|l| Completion {
+            id: l.job.id,
+            token: l.token,
+            result: None,
+        })
+        .collect();
+    items[1].token = taskwheel_core::LeaseToken::random();
+    let results = store.complete("default", items, secs(1)).await.unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(results[1].is_err());
+    assert_eq!(
+        state_of(&store, leased[0].job.id).await,
+        JobState::Succeeded
+    );
+    assert_eq!(state_of(&store, leased[1].job.id).await, JobState::Running);
+}
+
+pub async fn next_timer_covers_due_jobs_and_leases(store: Arc<dyn Store>) {
+    assert_eq!(store.next_timer().await.unwrap(), None);
+    submit(&store, json!({"kind": "k", "delay": "100s"}), t0()).await;
+    assert_eq!(store.next_timer().await.unwrap(), Some(secs(100)));
+    submit(&store, json!({"kind": "k"}), t0()).await;
+    lease_one(&store, t0()).await;
+    assert_eq!(
+        store.next_timer().await.unwrap(),
+        Some(secs(30)),
+        "the lease runs out first"
+    );
+}

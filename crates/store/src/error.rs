@@ -1,0 +1,30 @@
+//! The store's error type.
+
+use taskwheel_core::TransitionError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("no such job")]
+    NotFound,
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The engine failed (I/O, corruption, a bug); the message is for the log, not the client.
+    #[error("storage engine: {0}")]
+    Backend(String),
+    /// The store has shut down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(format!("stored JSON: {e}"))
+    }
+}

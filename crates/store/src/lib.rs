@@ -1,0 +1,168 @@
+//! # taskwheel-store
+//!
+//! The [`Store`] trait: every durable operation on jobs, each one atomic, each
+//! taking the current instant as an argument (`now`) so callers and tests
+//! control time. The engines behind it:
+//!
+//! - [`sqlite`]: the embedded default. One writer thread owns the write
+//!   connection and groups concurrent operations into one transaction and one
+//!   fsync; a small pool of read connections serves lookups (WAL mode).
+//!
+//! [`conformance`] is the behaviour every engine must show; each engine's
+//! tests run it.
+//!
+//! Architecture invariant: this is the only crate that contains SQL, and the
+//! store never decides a state transition itself: it loads the job, asks
+//! `taskwheel_core::lifecycle`, and writes the verdict in the same transaction.
+
+pub mod conformance;
+mod error;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde_json::Value;
+use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::{Job, JobId, JobState, LeaseToken, NewJob};
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The outcome of a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    pub job: Job,
+    /// True when a job with the same idempotency key already existed and is returned instead.
+    pub deduplicated: bool,
+}
+
+/// What a worker asks for when it leases.
+#[derive(Debug, Clone)]
+pub struct LeaseParams {
+    pub tenant: String,
+    pub queues: Vec<String>,
+    pub max: u32,
+    pub worker: String,
+    pub lease: Duration,
+}
+
+/// A job handed to a worker, with the token that proves its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedJob {
+    pub job: Job,
+    pub token: LeaseToken,
+    pub expires_at: Timestamp,
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub expires_at: Timestamp,
+    pub cancel_requested: bool,
+}
+
+/// One completion in a batch.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: JobId,
+    pub token: LeaseToken,
+    pub result: Option<Value>,
+}
+
+/// Where a job went after `complete`, `fail` or `snooze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub state: JobState,
+    /// The job's due time when it was put back (`scheduled` or `available`).
+    pub run_at: Option<Timestamp>,
+    pub queue_touched: bool,
+}
+
+/// Filters for [`Store::list_jobs`]; newest first, `before` is the paging cursor.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub queue: Option<String>,
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    pub before: Option<JobId>,
+    pub limit: u32,
+}
+
+/// A queue in which jobs just became available, so its waiting workers can be woken.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueRef {
+    pub tenant: String,
+    pub queue: String,
+}
+
+/// Durable job storage. Every method is one atomic step: it either happens
+/// whole or not at all, and a crash between two calls leaves valid state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new job, or returns the existing one with the same idempotency key.
+    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted>;
+
+    /// A job with its finished attempts.
+    async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job>;
+
+    async fn list_jobs(&self, tenant: &str, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Leases up to `max` available jobs: highest priority first, then earliest due, then oldest.
+    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>>;
+
+    async fn heartbeat(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        now: Timestamp,
+    ) -> Result<Heartbeat>;
+
+    /// Completes many leased jobs in one transaction; one result per item, in order.
+    async fn complete(
+        &self,
+        tenant: &str,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Moved>>>;
+
+    async fn fail(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        error: String,
+        cause: FailureCause,
+        now: Timestamp,
+    ) -> Result<Moved>;
+
+    /// Puts a running job back, due after `delay`, without counting the attempt.
+    async fn snooze(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        delay: Duration,
+        now: Timestamp,
+    ) -> Result<Moved>;
+
+    /// Cancels a pending job, or flags a running one for its worker to see.
+    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job>;
+
+    /// Makes a failed or cancelled job available again with a fresh attempt budget.
+    async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job>;
+
+    /// Moves every scheduled job due at or before `now` to available.
+    async fn promote_due(&self, now: Timestamp) -> Result<Vec<QueueRef>>;
+
+    /// Ends every running attempt whose lease ran out at or before `now` (timeouts included)
+    /// and applies the retry policy. Returns the queues that gained available jobs.
+    async fn reap_expired(&self, now: Timestamp) -> Result<Vec<QueueRef>>;
+
+    /// The earliest instant at which [`Store::promote_due`] or [`Store::reap_expired`] has work.
+    async fn next_timer(&self) -> Result<Option<Timestamp>>;
+}

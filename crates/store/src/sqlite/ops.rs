@@ -1,0 +1,538 @@
+//! The SQL of every operation, as plain functions over a connection. The
+//! writer thread calls the mutating ones inside its group transaction; the
+//! reader pool calls the rest. Transitions are decided by
+//! `taskwheel_core::lifecycle`; these functions load, ask, and write.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use taskwheel_core::lifecycle::{self, CancelEffect, FailureCause, FailureVerdict};
+use taskwheel_core::time::{add, to_micros};
+use taskwheel_core::{
+    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, RetryPolicy, RunningLease,
+};
+
+use super::rows::{self, JOB_COLUMNS, to_millis};
+use crate::{
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, StoreError,
+    Submitted,
+};
+
+/// Reaping and promotion work in slices of this many jobs per statement.
+const SLICE: usize = 1000;
+
+pub(super) fn submit(conn: &Connection, job: NewJob, now: Timestamp) -> Result<Submitted> {
+    if let Some(key) = &job.idempotency_key {
+        let existing = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 AND idempotency_key = ?2"
+            ))?
+            .query_row(params![job.tenant, key], |row| Ok(rows::job(row)))
+            .optional()?
+            .transpose()?;
+        if let Some(job) = existing {
+            return Ok(Submitted {
+                job,
+                deduplicated: true,
+            });
+        }
+    }
+    let state = job.initial_state(now);
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, updated_at, \
+         timeout_ms, retry, idempotency_key, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        job.id.0,
+        job.tenant,
+        job.queue,
+        job.kind,
+        serde_json::to_string(&job.payload)?,
+        job.priority.get(),
+        state.as_str(),
+        to_micros(job.run_at),
+        to_micros(job.created_at),
+        job.timeout.map(to_millis),
+        serde_json::to_string(&job.retry)?,
+        job.idempotency_key,
+        serde_json::to_string(&job.tags)?,
+    ])?;
+    Ok(Submitted {
+        job: Job {
+            id: job.id,
+            tenant: job.tenant,
+            queue: job.queue,
+            kind: job.kind,
+            payload: job.payload,
+            priority: job.priority,
+            state,
+            run_at: job.run_at,
+            created_at: job.created_at,
+            updated_at: job.created_at,
+            finished_at: None,
+            timeout: job.timeout,
+            retry: job.retry,
+            idempotency_key: job.idempotency_key,
+            tags: job.tags,
+            attempt: 0,
+            cancel_requested: false,
+            lease: None,
+            attempts: Vec::new(),
+        },
+        deduplicated: false,
+    })
+}
+
+pub(super) fn get_job(conn: &Connection, tenant: &str, id: JobId) -> Result<Job> {
+    let mut job = load_job(conn, tenant, id)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT number, worker, started_at, finished_at, outcome, error, result FROM attempts \
+         WHERE job_id = ?1 ORDER BY number",
+    )?;
+    let mut found = stmt.query(params![id.0])?;
+    while let Some(row) = found.next()? {
+        job.attempts.push(rows::attempt(row)?);
+    }
+    Ok(job)
+}
+
+fn load_job(conn: &Connection, tenant: &str, id: JobId) -> Result<Job> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND tenant = ?2"
+    ))?
+    .query_row(params![id.0, tenant], |row| Ok(rows::job(row)))
+    .optional()?
+    .ok_or(StoreError::NotFound)?
+}
+
+pub(super) fn list_jobs(conn: &Connection, tenant: &str, filter: &JobFilter) -> Result<Vec<Job>> {
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?");
+    let mut args: Vec<rusqlite::types::Value> = vec![tenant.to_string().into()];
+    if let Some(queue) = &filter.queue {
+        sql.push_str(" AND queue = ?");
+        args.push(queue.clone().into());
+    }
+    if let Some(state) = filter.state {
+        sql.push_str(" AND state = ?");
+        args.push(state.as_str().to_string().into());
+    }
+    if let Some(kind) = &filter.kind {
+        sql.push_str(" AND kind = ?");
+        args.push(kind.clone().into());
+    }
+    if let Some(before) = filter.before {
+        sql.push_str(" AND id < ?");
+        args.push(before.0.as_bytes().to_vec().into());
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(i64::from(filter.limit).into());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut found = stmt.query(params_from_iter(args))?;
+    let mut jobs = Vec::new();
+    while let Some(row) = found.next()? {
+        jobs.push(rows::job(row)?);
+    }
+    Ok(jobs)
+}
+
+pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
+    let marks = vec!["?"; p.queues.len()].join(", ");
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ? AND state = 'available' AND queue IN ({marks}) \
+         ORDER BY priority DESC, run_at, id LIMIT ?"
+    );
+    let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(p.queues.len() + 2);
+    args.push(p.tenant.clone().into());
+    args.extend(p.queues.iter().map(|q| q.clone().into()));
+    args.push(i64::from(p.max).into());
+    let mut candidates = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut found = stmt.query(params_from_iter(args))?;
+        while let Some(row) = found.next()? {
+            candidates.push(rows::job(row)?);
+        }
+    }
+    let mut update = conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_total = attempts_total + 1, \
+         lease_token = ?2, worker = ?3, started_at = ?4, lease_expires_at = ?5, deadline = ?6, lease_ms = ?7, \
+         updated_at = ?4 WHERE id = ?1",
+    )?;
+    let mut leased = Vec::with_capacity(candidates.len());
+    for mut job in candidates {
+        let deadline = lifecycle::attempt_deadline(now, job.timeout);
+        let lease = RunningLease {
+            token: LeaseToken::random(),
+            worker: p.worker.clone(),
+            started_at: now,
+            expires_at: lifecycle::lease_expiry(now, p.lease, deadline),
+            deadline,
+            duration: p.lease,
+        };
+        update.execute(params![
+            job.id.0,
+            lease.token.0,
+            lease.worker,
+            to_micros(now),
+            to_micros(lease.expires_at),
+            lease.deadline.map(to_micros),
+            to_millis(lease.duration),
+        ])?;
+        job.state = JobState::Running;
+        job.attempt += 1;
+        job.updated_at = now;
+        let (token, expires_at) = (lease.token, lease.expires_at);
+        job.lease = Some(lease);
+        leased.push(LeasedJob {
+            job,
+            token,
+            expires_at,
+        });
+    }
+    Ok(leased)
+}
+
+/// The columns a transition of a running job needs, without the payload.
+struct Running {
+    tenant: String,
+    queue: String,
+    state: JobState,
+    attempt: u32,
+    attempts_total: u32,
+    cancel_requested: bool,
+    retry: String,
+    lease: Option<RunningLease>,
+}
+
+impl Running {
+    fn check(&self, token: LeaseToken) -> Result<&RunningLease> {
+        lifecycle::check_lease(self.state, self.lease.as_ref(), token)?;
+        self.lease.as_ref().ok_or(StoreError::Transition(
+            lifecycle::TransitionError::StaleLease,
+        ))
+    }
+}
+
+fn load_running(conn: &Connection, tenant: &str, id: JobId) -> Result<Running> {
+    conn.prepare_cached(
+        "SELECT tenant, queue, state, attempt, attempts_total, cancel_requested, retry, \
+         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms FROM jobs WHERE id = ?1 AND tenant = ?2",
+    )?
+    .query_row(params![id.0, tenant], |row| {
+        Ok((|| {
+            let state: String = row.get(2)?;
+            Ok(Running {
+                tenant: row.get(0)?,
+                queue: row.get(1)?,
+                state: rows::parse_state(&state)?,
+                attempt: row.get(3)?,
+                attempts_total: row.get(4)?,
+                cancel_requested: row.get(5)?,
+                retry: row.get(6)?,
+                lease: rows::lease(row, 7)?,
+            })
+        })())
+    })
+    .optional()?
+    .ok_or(StoreError::NotFound)?
+}
+
+pub(super) fn heartbeat(
+    conn: &Connection,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    now: Timestamp,
+) -> Result<Heartbeat> {
+    let running = load_running(conn, tenant, id)?;
+    let lease = running.check(token)?;
+    let expires_at = lifecycle::lease_expiry(now, lease.duration, lease.deadline);
+    conn.prepare_cached("UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1")?
+        .execute(params![id.0, to_micros(expires_at)])?;
+    Ok(Heartbeat {
+        expires_at,
+        cancel_requested: running.cancel_requested,
+    })
+}
+
+pub(super) fn complete(
+    conn: &Connection,
+    tenant: &str,
+    items: Vec<Completion>,
+    now: Timestamp,
+) -> Result<Vec<Result<Moved>>> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        outcomes.push(complete_one(conn, tenant, item, now));
+    }
+    Ok(outcomes)
+}
+
+fn complete_one(
+    conn: &Connection,
+    tenant: &str,
+    item: Completion,
+    now: Timestamp,
+) -> Result<Moved> {
+    let running = load_running(conn, tenant, item.id)?;
+    let lease = running.check(item.token)?;
+    let result = item.result.map(|r| serde_json::to_string(&r)).transpose()?;
+    end_attempt(
+        conn,
+        item.id,
+        &running,
+        lease,
+        AttemptOutcome::Succeeded,
+        None,
+        result,
+        now,
+    )?;
+    finish(conn, item.id, JobState::Succeeded, now)?;
+    Ok(Moved {
+        state: JobState::Succeeded,
+        run_at: None,
+        queue_touched: false,
+    })
+}
+
+pub(super) fn fail(
+    conn: &Connection,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    error: String,
+    cause: FailureCause,
+    now: Timestamp,
+) -> Result<Moved> {
+    let running = load_running(conn, tenant, id)?;
+    let lease = running.check(token)?.clone();
+    apply_failure(conn, id, &running, &lease, cause, error, now)
+}
+
+/// Ends a running attempt without success and moves the job where the lifecycle says.
+fn apply_failure(
+    conn: &Connection,
+    id: JobId,
+    running: &Running,
+    lease: &RunningLease,
+    cause: FailureCause,
+    error: String,
+    now: Timestamp,
+) -> Result<Moved> {
+    let retry: RetryPolicy = serde_json::from_str(&running.retry)?;
+    let verdict = lifecycle::on_failure(
+        running.attempt,
+        &retry,
+        running.cancel_requested,
+        cause,
+        now,
+        fastrand::f64(),
+    );
+    end_attempt(
+        conn,
+        id,
+        running,
+        lease,
+        cause.outcome(),
+        Some(error),
+        None,
+        now,
+    )?;
+    match verdict {
+        FailureVerdict::RetryAt(at) => put_back(conn, id, at, 0, now),
+        FailureVerdict::Dead => finish(conn, id, JobState::Failed, now).map(|_| Moved {
+            state: JobState::Failed,
+            run_at: None,
+            queue_touched: false,
+        }),
+        FailureVerdict::Cancelled => finish(conn, id, JobState::Cancelled, now).map(|_| Moved {
+            state: JobState::Cancelled,
+            run_at: None,
+            queue_touched: false,
+        }),
+    }
+}
+
+pub(super) fn snooze(
+    conn: &Connection,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    delay: Duration,
+    now: Timestamp,
+) -> Result<Moved> {
+    let running = load_running(conn, tenant, id)?;
+    let lease = running.check(token)?;
+    end_attempt(
+        conn,
+        id,
+        &running,
+        lease,
+        AttemptOutcome::Released,
+        None,
+        None,
+        now,
+    )?;
+    // A snooze is not a failure: give the attempt back to the budget.
+    put_back(conn, id, add(now, delay), 1, now)
+}
+
+/// Records the attempt that just ended.
+#[allow(clippy::too_many_arguments)]
+fn end_attempt(
+    conn: &Connection,
+    id: JobId,
+    running: &Running,
+    lease: &RunningLease,
+    outcome: AttemptOutcome,
+    error: Option<String>,
+    result: Option<String>,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (job_id, number, worker, started_at, finished_at, outcome, error, result) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id.0,
+        running.attempts_total,
+        lease.worker,
+        to_micros(lease.started_at),
+        to_micros(now),
+        outcome.as_str(),
+        error,
+        result,
+    ])?;
+    Ok(())
+}
+
+/// Moves a job to a final state and clears its lease.
+fn finish(conn: &Connection, id: JobId, state: JobState, now: Timestamp) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, finished_at = ?3, updated_at = ?3, lease_token = NULL, worker = NULL, \
+         started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL WHERE id = ?1",
+    )?
+    .execute(params![id.0, state.as_str(), to_micros(now)])?;
+    Ok(())
+}
+
+/// Returns a job to the queue, due at `at`; `refund` attempts are given back.
+fn put_back(
+    conn: &Connection,
+    id: JobId,
+    at: Timestamp,
+    refund: u32,
+    now: Timestamp,
+) -> Result<Moved> {
+    let state = if at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Available
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, run_at = ?3, attempt = attempt - ?4, updated_at = ?5, lease_token = NULL, \
+         worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL WHERE id = ?1",
+    )?
+    .execute(params![id.0, state.as_str(), to_micros(at), refund, to_micros(now)])?;
+    Ok(Moved {
+        state,
+        run_at: Some(at),
+        queue_touched: state == JobState::Available,
+    })
+}
+
+pub(super) fn cancel(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+    let job = load_job(conn, tenant, id)?;
+    match lifecycle::cancel(job.state)? {
+        CancelEffect::Cancelled => finish(conn, id, JobState::Cancelled, now)?,
+        CancelEffect::Requested => {
+            conn.prepare_cached(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id.0, to_micros(now)])?;
+        }
+    }
+    load_job(conn, tenant, id)
+}
+
+pub(super) fn rerun(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+    let job = load_job(conn, tenant, id)?;
+    lifecycle::rerun(job.state)?;
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'available', run_at = ?2, updated_at = ?2, finished_at = NULL, attempt = 0, \
+         cancel_requested = 0 WHERE id = ?1",
+    )?
+    .execute(params![id.0, to_micros(now)])?;
+    load_job(conn, tenant, id)
+}
+
+pub(super) fn promote_due(conn: &Connection, now: Timestamp) -> Result<Vec<QueueRef>> {
+    let mut touched = BTreeSet::new();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE state = 'scheduled' AND run_at <= ?1 \
+         RETURNING tenant, queue",
+    )?;
+    let mut moved = stmt.query(params![to_micros(now)])?;
+    while let Some(row) = moved.next()? {
+        touched.insert(QueueRef {
+            tenant: row.get(0)?,
+            queue: row.get(1)?,
+        });
+    }
+    Ok(touched.into_iter().collect())
+}
+
+pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Vec<QueueRef>> {
+    let mut touched = BTreeSet::new();
+    loop {
+        let expired: Vec<(JobId, String)> = conn
+            .prepare_cached(
+                "SELECT id, tenant FROM jobs WHERE state = 'running' AND lease_expires_at <= ?1 \
+                 ORDER BY lease_expires_at LIMIT ?2",
+            )?
+            .query_map(params![to_micros(now), SLICE as i64], |row| {
+                Ok((JobId(row.get(0)?), row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, tenant) in &expired {
+            let running = load_running(conn, tenant, *id)?;
+            let Some(lease) = running.lease.clone() else {
+                continue;
+            };
+            let cause = lifecycle::expiry_cause(&lease, now);
+            let error = match cause {
+                FailureCause::TimedOut => format!(
+                    "timed out: the attempt ran past its deadline {}",
+                    lease.deadline.map(|d| d.to_string()).unwrap_or_default()
+                ),
+                _ => format!(
+                    "lease expired: worker `{}` stopped heartbeating",
+                    lease.worker
+                ),
+            };
+            let moved = apply_failure(conn, *id, &running, &lease, cause, error, now)?;
+            if moved.queue_touched {
+                touched.insert(QueueRef {
+                    tenant: running.tenant.clone(),
+                    queue: running.queue.clone(),
+                });
+            }
+        }
+        if expired.len() < SLICE {
+            break;
+        }
+    }
+    Ok(touched.into_iter().collect())
+}
+
+pub(super) fn next_timer(conn: &Connection) -> Result<Option<Timestamp>> {
+    let next: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'scheduled' \
+             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running')",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(next.map(taskwheel_core::time::from_micros))
+}
