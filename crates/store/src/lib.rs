@@ -74,12 +74,13 @@ pub struct Completion {
 }
 
 /// Where a job went after `complete`, `fail` or `snooze`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
     pub state: JobState,
     /// The job's due time when it was put back (`scheduled` or `available`).
     pub run_at: Option<Timestamp>,
-    pub queue_touched: bool,
+    /// The job's queue, so the caller can wake its waiters.
+    pub queue: String,
 }
 
 /// Filters for [`Store::list_jobs`]; newest first, `before` is the paging cursor.

@@ -293,7 +293,7 @@ fn complete_one(
     Ok(Moved {
         state: JobState::Succeeded,
         run_at: None,
-        queue_touched: false,
+        queue: running.queue,
     })
 }
 
@@ -341,17 +341,16 @@ fn apply_failure(
         now,
     )?;
     match verdict {
-        FailureVerdict::RetryAt(at) => put_back(conn, id, at, 0, now),
-        FailureVerdict::Dead => finish(conn, id, JobState::Failed, now).map(|_| Moved {
-            state: JobState::Failed,
-            run_at: None,
-            queue_touched: false,
-        }),
-        FailureVerdict::Cancelled => finish(conn, id, JobState::Cancelled, now).map(|_| Moved {
-            state: JobState::Cancelled,
-            run_at: None,
-            queue_touched: false,
-        }),
+        FailureVerdict::RetryAt(at) => put_back(conn, id, &running.queue, at, 0, now),
+        FailureVerdict::Dead | FailureVerdict::Cancelled => {
+            let state = verdict.state(now);
+            finish(conn, id, state, now)?;
+            Ok(Moved {
+                state,
+                run_at: None,
+                queue: running.queue.clone(),
+            })
+        }
     }
 }
 
@@ -376,7 +375,7 @@ pub(super) fn snooze(
         now,
     )?;
     // A snooze is not a failure: give the attempt back to the budget.
-    put_back(conn, id, add(now, delay), 1, now)
+    put_back(conn, id, &running.queue, add(now, delay), 1, now)
 }
 
 /// Records the attempt that just ended.
@@ -422,6 +421,7 @@ fn finish(conn: &Connection, id: JobId, state: JobState, now: Timestamp) -> Resu
 fn put_back(
     conn: &Connection,
     id: JobId,
+    queue: &str,
     at: Timestamp,
     refund: u32,
     now: Timestamp,
@@ -439,7 +439,7 @@ fn put_back(
     Ok(Moved {
         state,
         run_at: Some(at),
-        queue_touched: state == JobState::Available,
+        queue: queue.to_string(),
     })
 }
 
@@ -513,7 +513,7 @@ pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
                 ),
             };
             let moved = apply_failure(conn, *id, &running, &lease, cause, error, now)?;
-            if moved.queue_touched {
+            if moved.state == JobState::Available {
                 touched.insert(QueueRef {
                     tenant: running.tenant.clone(),
                     queue: running.queue.clone(),

@@ -1,0 +1,75 @@
+//! Job endpoints for producers and operators: submit, inspect, list, cancel, re-run.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
+
+use super::error::ApiError;
+use super::extract::{JsonBody, QueryParams, Tenant, job_id};
+use crate::engine::Engine;
+
+type Answer<T> = Result<T, ApiError>;
+
+pub(crate) async fn submit(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    JsonBody(request): JsonBody<SubmitJob>,
+) -> Answer<(StatusCode, Json<JobView>)> {
+    let submitted = engine.submit(&tenant, request).await?;
+    let mut view = JobView::from(submitted.job);
+    view.deduplicated = Some(submitted.deduplicated);
+    let status = if submitted.deduplicated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(view)))
+}
+
+pub(crate) async fn get(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer<Json<JobView>> {
+    let job = engine.get_job(&tenant, job_id(&id)?).await?;
+    Ok(Json(job.into()))
+}
+
+pub(crate) async fn list(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    QueryParams(query): QueryParams<ListJobsQuery>,
+) -> Answer<Json<JobList>> {
+    let limit = query
+        .limit
+        .unwrap_or(taskwheel_core::wire::DEFAULT_LIST_LIMIT) as usize;
+    let jobs = engine.list_jobs(&tenant, query).await?;
+    let next_cursor = (jobs.len() == limit)
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+pub(crate) async fn cancel(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer<Json<JobView>> {
+    let job = engine.cancel(&tenant, job_id(&id)?).await?;
+    Ok(Json(job.into()))
+}
+
+pub(crate) async fn retry(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Answer<Json<JobView>> {
+    let job = engine.rerun(&tenant, job_id(&id)?).await?;
+    Ok(Json(job.into()))
+}

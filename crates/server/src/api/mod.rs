@@ -1,0 +1,35 @@
+//! REST API v1: a thin adapter from HTTP to the [`Engine`]. Handlers parse,
+//! call one engine method, and shape the answer; they hold no logic of their own.
+
+mod error;
+mod extract;
+mod jobs;
+mod work;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::engine::Engine;
+
+/// The whole HTTP surface; tests can drive it without a socket.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/api/v1/jobs/complete", post(work::complete_batch))
+        .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/jobs/{id}/heartbeat", post(work::heartbeat))
+        .route("/api/v1/jobs/{id}/complete", post(work::complete))
+        .route("/api/v1/jobs/{id}/fail", post(work::fail))
+        .route("/api/v1/jobs/{id}/snooze", post(work::snooze))
+        .route("/api/v1/lease", post(work::lease))
+        .fallback(|| async { error::ApiError::not_found_route() })
+        .with_state(engine)
+}

@@ -1,0 +1,229 @@
+//! The engine: every use case of the API, on top of a [`Store`]. It validates
+//! requests, asks the store to make each change atomically, and then tells
+//! the in-memory parts what changed: the dispatcher wakes long-polling
+//! workers, the timer loop re-arms when something is due sooner.
+//!
+//! Memory holds only caches (waiters, the next timer instant); the store is
+//! the truth, and everything here is rebuilt from it on start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
+use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
+use taskwheel_store::{
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Store, StoreError, Submitted,
+};
+use tokio::sync::watch;
+
+use crate::dispatch::Dispatch;
+use crate::timers::TimerTarget;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) dispatch: Arc<Dispatch>,
+    pub(crate) timers: TimerTarget,
+    /// Flipped once at shutdown so long-polls return at once instead of holding it up.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            clock,
+            dispatch: Arc::default(),
+            timers: TimerTarget::default(),
+            shutdown: watch::Sender::new(false),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Ends pending long-polls and stops the timer loop.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub async fn submit(&self, tenant: &str, request: SubmitJob) -> Result<Submitted> {
+        let now = self.now();
+        let job = request.validate(tenant, now)?;
+        let submitted = self.store.submit(job, now).await?;
+        if !submitted.deduplicated {
+            self.announce(
+                &submitted.job.tenant,
+                &submitted.job.queue,
+                submitted.job.state,
+                submitted.job.run_at,
+            );
+        }
+        Ok(submitted)
+    }
+
+    pub async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job> {
+        Ok(self.store.get_job(tenant, id).await?)
+    }
+
+    pub async fn list_jobs(&self, tenant: &str, query: wire::ListJobsQuery) -> Result<Vec<Job>> {
+        let limit = query.limit.unwrap_or(wire::DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > wire::MAX_LIST_LIMIT {
+            return Err(
+                FieldError::new("limit", format!("must be 1 to {}", wire::MAX_LIST_LIMIT)).into(),
+            );
+        }
+        let before = query
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<JobId>()
+                    .map_err(|_| FieldError::new("cursor", format!("`{c}` is not a cursor")))
+            })
+            .transpose()?;
+        let filter = JobFilter {
+            queue: query.queue,
+            state: query.state,
+            kind: query.kind,
+            before,
+            limit,
+        };
+        Ok(self.store.list_jobs(tenant, &filter).await?)
+    }
+
+    /// Leases jobs, long-polling up to `wait` when none are available.
+    pub async fn lease(&self, tenant: &str, request: LeaseRequest) -> Result<Vec<LeasedJob>> {
+        request.validate()?;
+        let wait = request.wait.map(|w| w.0).unwrap_or(Duration::ZERO);
+        let give_up = tokio::time::Instant::now() + wait;
+        let params = LeaseParams {
+            tenant: tenant.to_string(),
+            queues: request.queues,
+            max: request.max,
+            worker: request.worker,
+            lease: request.lease.map(|l| l.0).unwrap_or(wire::DEFAULT_LEASE),
+        };
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            // Register before looking, so a job that arrives in between still wakes us.
+            let registration = self.dispatch.register(tenant, &params.queues);
+            let leased = self.store.lease(params.clone(), self.now()).await?;
+            if let Some(first) = leased.iter().map(|l| l.expires_at).min() {
+                self.timers.arm(first);
+            }
+            if !leased.is_empty() || wait.is_zero() || *shutdown.borrow() {
+                return Ok(leased);
+            }
+            tokio::select! {
+                _ = registration.woken() => {}
+                _ = tokio::time::sleep_until(give_up) => return Ok(Vec::new()),
+                _ = shutdown.changed() => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    pub async fn heartbeat(&self, tenant: &str, id: JobId, token: LeaseToken) -> Result<Heartbeat> {
+        Ok(self.store.heartbeat(tenant, id, token, self.now()).await?)
+    }
+
+    pub async fn complete(
+        &self,
+        tenant: &str,
+        items: Vec<Completion>,
+    ) -> Result<Vec<Result<Moved, StoreError>>> {
+        Ok(self.store.complete(tenant, items, self.now()).await?)
+    }
+
+    pub async fn fail(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        request: wire::FailRequest,
+    ) -> Result<Moved> {
+        let cause = if request.cancel {
+            FailureCause::CancelledByWorker
+        } else {
+            FailureCause::Error {
+                retry: request.retry,
+                retry_after: request.retry_after.map(|d| d.0),
+            }
+        };
+        let moved = self
+            .store
+            .fail(tenant, id, token, request.error, cause, self.now())
+            .await?;
+        self.announce_moved(tenant, &moved);
+        Ok(moved)
+    }
+
+    pub async fn snooze(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        delay: Duration,
+    ) -> Result<Moved> {
+        let moved = self
+            .store
+            .snooze(tenant, id, token, delay, self.now())
+            .await?;
+        self.announce_moved(tenant, &moved);
+        Ok(moved)
+    }
+
+    pub async fn cancel(&self, tenant: &str, id: JobId) -> Result<Job> {
+        Ok(self.store.cancel(tenant, id, self.now()).await?)
+    }
+
+    pub async fn rerun(&self, tenant: &str, id: JobId) -> Result<Job> {
+        let job = self.store.rerun(tenant, id, self.now()).await?;
+        self.announce(&job.tenant, &job.queue, job.state, job.run_at);
+        Ok(job)
+    }
+
+    /// Promotes due jobs and reaps expired leases once, waking the queues that
+    /// gained work. The timer loop calls this; tests call it after moving a manual clock.
+    pub async fn tick(&self) -> Result<()> {
+        let now = self.now();
+        let mut touched = self.store.promote_due(now).await?;
+        touched.extend(self.store.reap_expired(now).await?);
+        for q in touched {
+            self.dispatch.wake(&q.tenant, &q.queue);
+        }
+        Ok(())
+    }
+
+    /// Tells waiters or the timer loop about a job now in `state`, due at `run_at`.
+    fn announce(&self, tenant: &str, queue: &str, state: JobState, run_at: Timestamp) {
+        match state {
+            JobState::Available => self.dispatch.wake(tenant, queue),
+            JobState::Scheduled => self.timers.arm(run_at),
+            _ => {}
+        }
+    }
+
+    fn announce_moved(&self, tenant: &str, moved: &Moved) {
+        if let Some(run_at) = moved.run_at {
+            self.announce(tenant, &moved.queue, moved.state, run_at);
+        }
+    }
+}
