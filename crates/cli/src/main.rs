@@ -1,6 +1,7 @@
 //! The `taskwheel` binary: parses the command line and hands off to one
 //! module per command. Errors are reported here, and only here, with anyhow.
 
+mod bench;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Run the server plus a worker with the built-in `http` and `command` executors.
     Dev(server_cmd::DevArgs),
+    /// Measure throughput, latency and memory of a server over HTTP.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server_cmd::server(args).await,
         Command::Dev(args) => server_cmd::dev(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -3,6 +3,7 @@
 //! concurrent operations into one transaction and one fsync; lookups use the
 //! [`readers`] pool.
 
+mod checkpointer;
 mod ops;
 mod readers;
 mod rows;
@@ -34,6 +35,7 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    _checkpointer: checkpointer::Checkpointer,
     path: PathBuf,
 }
 
@@ -49,12 +51,16 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&path, false)?;
         schema::migrate(&mut conn)?;
+        // The checkpointer thread copies the WAL back; the writer must never stall on it.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let writer = Writer::spawn(conn)
             .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
         let readers = Readers::open(&path, READERS)?;
+        let _checkpointer = checkpointer::Checkpointer::spawn(&path)?;
         Ok(Self {
             writer,
             readers,
+            _checkpointer,
             path,
         })
     }
