@@ -2,7 +2,9 @@
 //! module per command. Errors are reported here, and only here, with anyhow.
 
 mod bench;
+mod job_cmd;
 mod server_cmd;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -24,11 +26,29 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Run the server plus a worker with the built-in `http` and `command` executors.
     Dev(server_cmd::DevArgs),
+    /// Run a worker with the built-in `http` and `command` executors.
+    Worker(worker_cmd::WorkerArgs),
+    /// Submit, inspect, list, cancel and re-run jobs.
+    Job {
+        /// The server to talk to.
+        #[arg(
+            long,
+            global = true,
+            env = "TASKWHEEL_SERVER",
+            default_value = "http://127.0.0.1:7070"
+        )]
+        server: String,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: job_cmd::JobCommand,
+    },
     /// Measure throughput, latency and memory of a server over HTTP.
     Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -36,8 +56,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(cli))
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole chain of causes on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,5 +74,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server_cmd::server(args).await,
         Command::Dev(args) => server_cmd::dev(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Worker(args) => worker_cmd::run(args).await,
+        Command::Job {
+            server,
+            json,
+            command,
+        } => job_cmd::run(&server, json, command).await,
     }
 }

@@ -11,9 +11,9 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use taskwheel_core::wire::{
-    CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail,
-    FailRequest, HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView,
-    LeaseRequest, LeaseResponse, ListJobsQuery, SnoozeRequest, SubmitJob,
+    CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail, FailRequest,
+    HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView, LeaseRequest, LeaseResponse,
+    ListJobsQuery, SnoozeRequest, SubmitJob,
 };
 use taskwheel_core::{ErrorCode, JobId, LeaseToken};
 
@@ -36,8 +36,11 @@ pub enum ClientError {
     #[error("{}", describe(error))]
     Api { status: u16, error: ErrorDetail },
     /// The request did not get an answer: connection refused, timeout, reset.
+    /// The message already includes the causes (which is what logs need), so
+    /// the reqwest error is not also exposed as `source()`, or reports that
+    /// walk the chain would print it twice.
     #[error("request failed: {}", error_chain(.0))]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// The server answered, but not with the JSON this client expects
     /// (wrong URL, a proxy's error page, or a server of another version).
     #[error("unexpected answer from {url} (HTTP {status}): {message}")]
@@ -48,6 +51,12 @@ pub enum ClientError {
     },
     #[error("invalid server URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        ClientError::Http(e)
+    }
 }
 
 impl ClientError {
@@ -107,7 +116,7 @@ pub fn code_str(code: ErrorCode) -> String {
 
 /// reqwest's top-level message ("error sending request") hides the cause
 /// ("connection refused"); users need both.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -168,7 +177,8 @@ impl Client {
     /// `POST /api/v1/jobs`. `deduplicated` is `Some(true)` on the answer when an
     /// earlier job with the same idempotency key was returned.
     pub async fn submit(&self, job: &SubmitJob) -> Result<JobView, ClientError> {
-        self.send(Method::POST, "api/v1/jobs", Some(job), None).await
+        self.send(Method::POST, "api/v1/jobs", Some(job), None)
+            .await
     }
 
     /// `GET /api/v1/jobs/{id}`, with the job's finished attempts.
@@ -404,7 +414,10 @@ mod tests {
     #[test]
     fn base_url_gets_a_trailing_slash_and_endpoints_join_under_it() {
         let c = Client::new("http://127.0.0.1:7070").unwrap();
-        assert_eq!(c.url("api/v1/jobs").unwrap().as_str(), "http://127.0.0.1:7070/api/v1/jobs");
+        assert_eq!(
+            c.url("api/v1/jobs").unwrap().as_str(),
+            "http://127.0.0.1:7070/api/v1/jobs"
+        );
         let c = Client::new("https://example.com/taskwheel").unwrap();
         assert_eq!(
             c.url("api/v1/lease").unwrap().as_str(),
@@ -416,7 +429,10 @@ mod tests {
     fn bad_base_urls_are_refused() {
         for bad in ["127.0.0.1:7070", "ftp://host", "not a url", "http://h/?x=1"] {
             let err = Client::new(bad).unwrap_err();
-            assert!(matches!(err, ClientError::InvalidUrl { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, ClientError::InvalidUrl { .. }),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -428,9 +444,13 @@ mod tests {
         assert!(!err.is_transient());
         assert_eq!(err.to_string(), "lease_mismatch: the lease is gone");
 
-        let body = br#"{"error":{"code":"invalid_request","message":"is required","field":"kind"}}"#;
+        let body =
+            br#"{"error":{"code":"invalid_request","message":"is required","field":"kind"}}"#;
         let err = decode_answer::<JobView>(&url(), StatusCode::BAD_REQUEST, body).unwrap_err();
-        assert_eq!(err.to_string(), "invalid_request: is required (field: kind)");
+        assert_eq!(
+            err.to_string(),
+            "invalid_request: is required (field: kind)"
+        );
     }
 
     #[test]
@@ -438,9 +458,15 @@ mod tests {
         let err =
             decode_answer::<JobView>(&url(), StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>")
                 .unwrap_err();
-        assert!(matches!(err, ClientError::Decode { status: 502, .. }), "{err}");
+        assert!(
+            matches!(err, ClientError::Decode { status: 502, .. }),
+            "{err}"
+        );
         assert!(err.is_transient());
         let err = decode_answer::<JobView>(&url(), StatusCode::OK, b"{}").unwrap_err();
-        assert!(matches!(err, ClientError::Decode { status: 200, .. }), "{err}");
+        assert!(
+            matches!(err, ClientError::Decode { status: 200, .. }),
+            "{err}"
+        );
     }
 }

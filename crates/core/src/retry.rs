@@ -145,11 +145,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let mut p = RetryPolicy::default();
-        p.max_attempts = 0;
+        let p = RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.validate().unwrap_err().0, "max_attempts");
-        let mut p = RetryPolicy::default();
-        p.jitter = 1.5;
+        let p = RetryPolicy {
+            jitter: 1.5,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.validate().unwrap_err().0, "jitter");
         let p = policy(Backoff::Exponential, 10, 5, 0.0);
         assert_eq!(p.validate().unwrap_err().0, "max");

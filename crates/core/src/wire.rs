@@ -80,22 +80,20 @@ impl SubmitJob {
             (None, Some(d)) => add(now, d.0),
             (None, None) => now,
         };
-        if let Some(t) = self.timeout {
-            if t.0.is_zero() {
-                return Err(FieldError::new("timeout", "must be longer than zero"));
-            }
+        if self.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(FieldError::new("timeout", "must be longer than zero"));
         }
         let retry = self.retry.unwrap_or_default();
         retry
             .validate()
             .map_err(|(field, msg)| FieldError::new(format!("retry.{field}"), msg))?;
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > MAX_KEY_LEN {
-                return Err(FieldError::new(
-                    "idempotency_key",
-                    format!("must be 1 to {MAX_KEY_LEN} bytes long"),
-                ));
-            }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > MAX_KEY_LEN)
+        {
+            return Err(FieldError::new(
+                "idempotency_key",
+                format!("must be 1 to {MAX_KEY_LEN} bytes long"),
+            ));
         }
         if self.tags.len() > MAX_TAGS {
             return Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
@@ -411,6 +409,37 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// `GET /api/v1/jobs` query string.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListJobsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<JobState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// 1 to 1000, default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The answer to `complete`, `fail` and `snooze`: where the job went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    pub id: JobId,
+    pub state: JobState,
+    /// When the job is due again (present when it was put back for a retry or snooze).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,35 +537,4 @@ mod tests {
         assert!(r.retry);
         assert!(!r.cancel);
     }
-}
-
-/// `GET /api/v1/jobs` query string.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListJobsQuery {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<JobState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// 1 to 1000, default 50.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
-}
-
-pub const DEFAULT_LIST_LIMIT: u32 = 50;
-pub const MAX_LIST_LIMIT: u32 = 1000;
-
-/// The answer to `complete`, `fail` and `snooze`: where the job went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobOutcome {
-    pub id: JobId,
-    pub state: JobState,
-    /// When the job is due again (present when it was put back for a retry or snooze).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_at: Option<Timestamp>,
 }

@@ -1,0 +1,518 @@
+//! `taskwheel job …`: submit, inspect, list, cancel and retry jobs through the
+//! REST API. Prints aligned tables for people and, with `--json`, the API's
+//! JSON for scripts.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+use taskwheel_client::{Client, ClientError};
+use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
+use taskwheel_core::{DurationSpec, JobId, JobState, Priority, RetryPolicy, Timestamp};
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub(crate) enum JobCommand {
+    /// Submit a job.
+    Submit(SubmitArgs),
+    /// Show one job with its attempts.
+    Get { id: JobId },
+    /// List jobs, newest first.
+    List(ListArgs),
+    /// Cancel a job; a running one is asked to stop at its next heartbeat.
+    Cancel { id: JobId },
+    /// Run a failed or cancelled job again.
+    Retry { id: JobId },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SubmitArgs {
+    /// What the job is; selects the worker handler (`http`, `command`, or your own).
+    #[arg(long)]
+    kind: String,
+    /// Queue to put the job on [default: default].
+    #[arg(long)]
+    queue: Option<String>,
+    /// The job's input, as JSON (`@path` reads it from a file).
+    #[arg(long, value_parser = parse_payload)]
+    payload: Option<Value>,
+    /// 0 to 9 or low, normal, high, critical [default: normal].
+    #[arg(long)]
+    priority: Option<Priority>,
+    /// Run after this long, such as `30s` or `1h 30m`.
+    #[arg(long, value_parser = parse_duration_spec, conflicts_with = "run_at")]
+    delay: Option<DurationSpec>,
+    /// Run at this instant (RFC 3339, such as `2026-05-01T12:00:00Z`).
+    #[arg(long)]
+    run_at: Option<Timestamp>,
+    /// End an attempt that runs longer than this.
+    #[arg(long, value_parser = parse_duration_spec)]
+    timeout: Option<DurationSpec>,
+    /// Attempts in all, the first included; 1 means no retries.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Submitting again with the same key returns the first job instead of a new one.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// A tag to find the job by (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ListArgs {
+    #[arg(long)]
+    queue: Option<String>,
+    /// scheduled, available, running, succeeded, failed or cancelled.
+    #[arg(long)]
+    state: Option<JobState>,
+    #[arg(long)]
+    kind: Option<String>,
+    /// Jobs per page (1 to 1000) [default: 50].
+    #[arg(long)]
+    limit: Option<u32>,
+    /// The cursor printed under the previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+impl SubmitArgs {
+    fn into_request(self) -> SubmitJob {
+        SubmitJob {
+            queue: self.queue,
+            kind: self.kind,
+            payload: self.payload.unwrap_or(Value::Null),
+            priority: self.priority,
+            run_at: self.run_at,
+            delay: self.delay,
+            timeout: self.timeout,
+            retry: self.max_attempts.map(|max_attempts| RetryPolicy {
+                max_attempts,
+                ..RetryPolicy::default()
+            }),
+            idempotency_key: self.idempotency_key,
+            tags: self.tags,
+        }
+    }
+}
+
+impl From<ListArgs> for ListJobsQuery {
+    fn from(a: ListArgs) -> Self {
+        Self {
+            queue: a.queue,
+            state: a.state,
+            kind: a.kind,
+            limit: a.limit,
+            cursor: a.cursor,
+        }
+    }
+}
+
+/// Runs one job command against the server at `server`.
+pub(crate) async fn run(server: &str, json: bool, cmd: JobCommand) -> anyhow::Result<()> {
+    let client = Client::new(server)?;
+    match cmd {
+        JobCommand::Submit(args) => {
+            let job = client
+                .submit(&args.into_request())
+                .await
+                .map_err(|e| explain(e, server))?;
+            if json {
+                return print_json(&job);
+            }
+            print!("{}", jobs_table(std::slice::from_ref(&job)));
+            if job.deduplicated == Some(true) {
+                println!("(an earlier job with this idempotency key was returned)");
+            }
+        }
+        JobCommand::Get { id } => {
+            let job = client.get_job(id).await.map_err(|e| explain(e, server))?;
+            if json {
+                return print_json(&job);
+            }
+            print!("{}", job_detail(&job));
+        }
+        JobCommand::List(args) => {
+            let list = client
+                .list_jobs(&args.into())
+                .await
+                .map_err(|e| explain(e, server))?;
+            if json {
+                return print_json(&list);
+            }
+            print!("{}", list_text(&list));
+        }
+        JobCommand::Cancel { id } => {
+            let job = client.cancel(id).await.map_err(|e| explain(e, server))?;
+            if json {
+                return print_json(&job);
+            }
+            print!("{}", jobs_table(std::slice::from_ref(&job)));
+            if job.cancel_requested && job.state == JobState::Running {
+                println!("(running: its worker is asked to stop at its next heartbeat)");
+            }
+        }
+        JobCommand::Retry { id } => {
+            let job = client.retry(id).await.map_err(|e| explain(e, server))?;
+            if json {
+                return print_json(&job);
+            }
+            print!("{}", jobs_table(std::slice::from_ref(&job)));
+        }
+    }
+    Ok(())
+}
+
+/// API errors keep their own text (`not_found: …`); a server that cannot be
+/// reached gets told apart from one that said no.
+fn explain(e: ClientError, server: &str) -> anyhow::Error {
+    match e {
+        ClientError::Http(_) => {
+            anyhow::Error::new(e).context(format!("cannot reach the taskwheel server at {server}"))
+        }
+        other => other.into(),
+    }
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding the answer as JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+fn jobs_table(jobs: &[JobView]) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.queue.clone(),
+                j.kind.clone(),
+                state_text(j),
+                j.priority.to_string(),
+                format!("{}/{}", j.attempt, j.retry.max_attempts),
+                instant(j.run_at),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "QUEUE", "KIND", "STATE", "PRIORITY", "ATTEMPT", "RUN_AT",
+        ],
+        rows,
+    )
+}
+
+fn list_text(list: &JobList) -> String {
+    let mut text = if list.jobs.is_empty() {
+        "no jobs\n".to_string()
+    } else {
+        jobs_table(&list.jobs)
+    };
+    if let Some(cursor) = &list.next_cursor {
+        let _ = writeln!(text, "more: --cursor {cursor}");
+    }
+    text
+}
+
+fn state_text(job: &JobView) -> String {
+    if job.cancel_requested && !job.state.is_final() {
+        format!("{} (cancel requested)", job.state)
+    } else {
+        job.state.to_string()
+    }
+}
+
+/// A job's fields one per line, then its attempts as a table.
+fn job_detail(job: &JobView) -> String {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("id", job.id.to_string()),
+        ("queue", job.queue.clone()),
+        ("kind", job.kind.clone()),
+        ("state", state_text(job)),
+        ("priority", job.priority.to_string()),
+        (
+            "attempt",
+            format!("{} of {}", job.attempt, job.retry.max_attempts),
+        ),
+        ("run_at", instant(job.run_at)),
+        ("created_at", instant(job.created_at)),
+        ("updated_at", instant(job.updated_at)),
+    ];
+    if let Some(at) = job.finished_at {
+        fields.push(("finished_at", instant(at)));
+    }
+    if let Some(t) = job.timeout {
+        fields.push(("timeout", t.to_string()));
+    }
+    if let Some(key) = &job.idempotency_key {
+        fields.push(("idempotency_key", key.clone()));
+    }
+    if !job.tags.is_empty() {
+        fields.push(("tags", job.tags.join(", ")));
+    }
+    if let Some(lease) = &job.lease {
+        fields.push((
+            "lease",
+            format!(
+                "worker {}, expires {}",
+                lease.worker,
+                instant(lease.expires_at)
+            ),
+        ));
+    }
+    fields.push(("payload", job.payload.to_string()));
+
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut text = String::new();
+    for (key, value) in &fields {
+        let _ = writeln!(text, "{:<width$} {value}", format!("{key}:"));
+    }
+    if !job.attempts.is_empty() {
+        let rows = job
+            .attempts
+            .iter()
+            .map(|a| {
+                let detail = match (&a.error, &a.result) {
+                    (Some(error), _) => one_line(error),
+                    (None, Some(result)) => one_line(&result.to_string()),
+                    (None, None) => String::new(),
+                };
+                vec![
+                    a.number.to_string(),
+                    a.worker.clone(),
+                    instant(a.started_at),
+                    instant(a.finished_at),
+                    a.outcome.as_str().to_string(),
+                    detail,
+                ]
+            })
+            .collect();
+        text.push_str("\nattempts:\n");
+        text.push_str(&table(
+            &[
+                "#",
+                "WORKER",
+                "STARTED",
+                "FINISHED",
+                "OUTCOME",
+                "ERROR/RESULT",
+            ],
+            rows,
+        ));
+    }
+    text
+}
+
+/// Whole seconds are what a person reads; the JSON output keeps the rest.
+fn instant(at: Timestamp) -> String {
+    format!("{at:.0}")
+}
+
+/// Errors and results can be long and multi-line; a table cell is neither.
+fn one_line(text: &str) -> String {
+    const LIMIT: usize = 120;
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    let mut text = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                text.push_str(cell);
+            } else {
+                let _ = write!(text, "{cell:<width$}  ");
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// `--payload '{"a":1}'`, or `--payload @file.json`.
+fn parse_payload(arg: &str) -> Result<Value, String> {
+    let (text, source) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+            path,
+        ),
+        None => (arg.to_string(), "the argument"),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{source} is not valid JSON: {e}"))
+}
+
+fn parse_duration_spec(arg: &str) -> Result<DurationSpec, String> {
+    taskwheel_core::parse_duration(arg).map(DurationSpec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::json;
+    use std::time::Duration;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        job: JobCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<JobCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied())).map(|c| c.job)
+    }
+
+    #[test]
+    fn submit_flags_build_the_request() {
+        let cmd = parse(&[
+            "submit",
+            "--kind",
+            "http",
+            "--queue",
+            "q",
+            "--payload",
+            r#"{"url":"http://x"}"#,
+            "--priority",
+            "high",
+            "--delay",
+            "1m",
+            "--timeout",
+            "30s",
+            "--max-attempts",
+            "3",
+            "--idempotency-key",
+            "k1",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+        ])
+        .unwrap();
+        let JobCommand::Submit(args) = cmd else {
+            panic!("{cmd:?}")
+        };
+        let req = args.into_request();
+        assert_eq!(req.kind, "http");
+        assert_eq!(req.queue.as_deref(), Some("q"));
+        assert_eq!(req.payload, json!({"url": "http://x"}));
+        assert_eq!(req.priority, Some(Priority::HIGH));
+        assert_eq!(req.delay, Some(DurationSpec(Duration::from_secs(60))));
+        assert_eq!(req.timeout, Some(DurationSpec(Duration::from_secs(30))));
+        assert_eq!(req.retry.map(|r| r.max_attempts), Some(3));
+        assert_eq!(req.idempotency_key.as_deref(), Some("k1"));
+        assert_eq!(req.tags, ["a", "b"]);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_by_the_parser() {
+        for args in [
+            &["submit"][..],
+            &["submit", "--kind", "k", "--payload", "{nope"],
+            &["submit", "--kind", "k", "--delay", "soon"],
+            &["submit", "--kind", "k", "--priority", "urgent"],
+            &[
+                "submit",
+                "--kind",
+                "k",
+                "--delay",
+                "1s",
+                "--run-at",
+                "2026-01-01T00:00:00Z",
+            ],
+            &["get", "not-a-uuid"],
+            &["list", "--state", "done"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(
+            &["ID", "STATE"],
+            vec![
+                vec!["1".into(), "running".into()],
+                vec!["100".into(), "failed".into()],
+            ],
+        );
+        assert_eq!(text, "ID   STATE\n1    running\n100  failed\n");
+    }
+
+    fn job() -> JobView {
+        let at: Timestamp = "2026-05-01T12:00:00.123Z".parse().unwrap();
+        JobView {
+            id: "0192e4a0-0000-7000-8000-000000000000".parse().unwrap(),
+            queue: "default".into(),
+            kind: "http".into(),
+            payload: json!({"url": "http://x"}),
+            priority: 5,
+            state: JobState::Running,
+            run_at: at,
+            created_at: at,
+            updated_at: at,
+            finished_at: None,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            idempotency_key: None,
+            tags: vec![],
+            attempt: 1,
+            cancel_requested: true,
+            lease: None,
+            attempts: vec![],
+            deduplicated: None,
+        }
+    }
+
+    #[test]
+    fn job_rows_show_what_matters() {
+        let text = jobs_table(&[job()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID "));
+        for part in [
+            "default",
+            "http",
+            "running (cancel requested)",
+            "1/5",
+            "2026-05-01T12:00:00Z",
+        ] {
+            assert!(lines[1].contains(part), "{part} missing in {text}");
+        }
+        let detail = job_detail(&job());
+        assert!(detail.contains("attempt:    1 of 5"), "{detail}");
+        assert!(
+            detail.contains(r#"payload:    {"url":"http://x"}"#),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn long_cells_are_flattened_and_cut() {
+        assert_eq!(one_line("a\n  b"), "a b");
+        let long = "x".repeat(200);
+        assert_eq!(one_line(&long).chars().count(), 121);
+    }
+
+    #[test]
+    fn list_mentions_the_next_page() {
+        let list = JobList {
+            jobs: vec![],
+            next_cursor: Some("abc".into()),
+        };
+        assert_eq!(list_text(&list), "no jobs\nmore: --cursor abc\n");
+    }
+}
