@@ -1,10 +1,8 @@
 //! REST API v1 against a real server listening on a loopback port.
 
-mod common;
-
 use std::time::Duration;
 
-use common::TestServer;
+use crate::common::TestServer;
 use serde_json::{Value, json};
 
 fn t0() -> jiff::Timestamp {

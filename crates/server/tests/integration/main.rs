@@ -1,0 +1,6 @@
+//! The server's integration tests, in one binary to keep link time down:
+//! a real server on a loopback port, driven over HTTP and by the worker SDK.
+
+mod api;
+mod common;
+mod sdk;
