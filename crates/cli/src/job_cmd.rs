@@ -469,6 +469,8 @@ mod tests {
             retry: RetryPolicy::default(),
             idempotency_key: None,
             tags: vec![],
+            schedule_id: None,
+            fire_time: None,
             attempt: 1,
             cancel_requested: true,
             lease: None,

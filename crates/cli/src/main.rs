@@ -2,6 +2,7 @@
 //! module per command. Errors are reported here, and only here, with anyhow.
 
 mod bench;
+mod cron_cmd;
 mod job_cmd;
 mod server_cmd;
 mod worker_cmd;
@@ -44,6 +45,9 @@ enum Command {
         #[command(subcommand)]
         command: job_cmd::JobCommand,
     },
+    /// Check cron expressions without a server.
+    #[command(subcommand)]
+    Cron(cron_cmd::CronCommand),
     /// Measure throughput, latency and memory of a server over HTTP.
     Bench(bench::BenchArgs),
 }
@@ -74,6 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server_cmd::server(args).await,
         Command::Dev(args) => server_cmd::dev(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Cron(command) => cron_cmd::run(command),
         Command::Worker(args) => worker_cmd::run(args).await,
         Command::Job {
             server,

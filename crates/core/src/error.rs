@@ -15,6 +15,8 @@ pub enum ErrorCode {
     LeaseMismatch,
     /// The object is in a state that does not allow the action (409).
     InvalidState,
+    /// A unique name is taken (409).
+    Conflict,
     /// The server is shutting down or its store is unreachable (503).
     Unavailable,
     /// A bug or an unexpected store failure; details are in the server log (500).
@@ -26,7 +28,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest => 400,
             ErrorCode::NotFound => 404,
-            ErrorCode::LeaseMismatch | ErrorCode::InvalidState => 409,
+            ErrorCode::LeaseMismatch | ErrorCode::InvalidState | ErrorCode::Conflict => 409,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }

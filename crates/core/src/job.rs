@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use crate::firing::ScheduleId;
 use crate::retry::RetryPolicy;
 
 /// The tenant every object belongs to until authentication assigns others.
@@ -215,6 +216,8 @@ pub struct NewJob {
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
     pub tags: Vec<String>,
+    /// The schedule and tick that created this job; at most one job per pair.
+    pub schedule: Option<(ScheduleId, Timestamp)>,
 }
 
 impl NewJob {
@@ -259,6 +262,9 @@ pub struct Job {
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
     pub tags: Vec<String>,
+    /// The schedule that created this job, and the tick it belongs to.
+    pub schedule_id: Option<ScheduleId>,
+    pub fire_time: Option<Timestamp>,
     /// Attempts started since the job was submitted or last re-run by hand.
     pub attempt: u32,
     pub cancel_requested: bool,

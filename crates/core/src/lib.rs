@@ -9,6 +9,9 @@
 //! - [`duration`]: parsing and printing durations such as `1500ms`, `30s`, `5m`.
 //! - [`job`]: ids, states, priorities, the stored [`Job`] and its [`Attempt`]s.
 //! - [`retry`]: [`RetryPolicy`] and backoff arithmetic.
+//! - [`schedule`]: when a cron, interval or one-shot schedule fires, in any time zone.
+//! - [`firing`]: misfire, overlap and jitter: which ticks a due schedule fires.
+//! - [`recurring`]: a schedule as defined and stored: timing, job template, policies, health.
 //! - [`lifecycle`]: the state machine; what a failure, an expiry or a cancel turns a job into.
 //! - [`wire`]: request and response bodies of REST API v1, and their validation.
 //! - [`error`]: the public error-code table shared by every API adapter.
@@ -19,9 +22,12 @@
 
 pub mod duration;
 pub mod error;
+pub mod firing;
 pub mod job;
 pub mod lifecycle;
+pub mod recurring;
 pub mod retry;
+pub mod schedule;
 pub mod time;
 pub mod wire;
 
@@ -33,6 +39,7 @@ pub use job::{
 };
 pub use lifecycle::{FailureCause, FailureVerdict, TransitionError};
 pub use retry::{Backoff, RetryPolicy};
+pub use schedule::{DstGap, DstOverlap, Schedule, ScheduleSpec};
 pub use time::{Clock, ManualClock, SystemClock};
 
 pub use jiff::Timestamp;

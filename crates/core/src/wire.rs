@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::duration::DurationSpec;
 use crate::error::{ErrorCode, FieldError};
+use crate::firing::ScheduleId;
 use crate::job::{Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority};
 use crate::retry::RetryPolicy;
 use crate::time::add;
@@ -119,6 +120,7 @@ impl SubmitJob {
             retry,
             idempotency_key: self.idempotency_key,
             tags: self.tags,
+            schedule: None,
         })
     }
 }
@@ -164,6 +166,11 @@ pub struct JobView {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The schedule that created the job, and the tick (RFC 3339 UTC) it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<ScheduleId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_time: Option<Timestamp>,
     /// Attempts started in the current run (reset by a manual retry).
     pub attempt: u32,
     pub cancel_requested: bool,
@@ -232,6 +239,8 @@ impl From<Job> for JobView {
             retry: j.retry,
             idempotency_key: j.idempotency_key,
             tags: j.tags,
+            schedule_id: j.schedule_id,
+            fire_time: j.fire_time,
             attempt: j.attempt,
             cancel_requested: j.cancel_requested,
             lease: j.lease.map(|l| LeaseView {

@@ -19,6 +19,7 @@ use taskwheel_store::{
 use tokio::sync::watch;
 
 use crate::dispatch::Dispatch;
+use crate::lateness::{Lateness, LatenessSummary};
 use crate::timers::TimerTarget;
 
 /// Why an engine call failed.
@@ -37,6 +38,7 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) timers: TimerTarget,
+    lateness: Lateness,
     /// Flipped once at shutdown so long-polls return at once instead of holding it up.
     shutdown: watch::Sender<bool>,
 }
@@ -48,6 +50,7 @@ impl Engine {
             clock,
             dispatch: Arc::default(),
             timers: TimerTarget::default(),
+            lateness: Lateness::default(),
             shutdown: watch::Sender::new(false),
         })
     }
@@ -200,16 +203,24 @@ impl Engine {
         Ok(job)
     }
 
-    /// Promotes due jobs and reaps expired leases once, waking the queues that
-    /// gained work. The timer loop calls this; tests call it after moving a manual clock.
+    /// Fires due schedules, promotes due jobs and reaps expired leases once,
+    /// waking the queues that gained work. The timer loop calls this; tests
+    /// call it after moving a manual clock.
     pub async fn tick(&self) -> Result<()> {
         let now = self.now();
-        let mut touched = self.store.promote_due(now).await?;
-        touched.extend(self.store.reap_expired(now).await?);
-        for q in touched {
+        let mut woken = self.store.fire_schedules(now).await?;
+        woken.merge(self.store.promote_due(now).await?);
+        woken.merge(self.store.reap_expired(now).await?);
+        self.lateness.record(&woken.due, self.now());
+        for q in woken.queues {
             self.dispatch.wake(&q.tenant, &q.queue);
         }
         Ok(())
+    }
+
+    /// How late due work has been made available since the server started.
+    pub fn lateness(&self) -> LatenessSummary {
+        self.lateness.summary()
     }
 
     /// Tells waiters or the timer loop about a job now in `state`, due at `run_at`.

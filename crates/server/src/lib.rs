@@ -6,7 +6,9 @@
 //! ## Layout
 //! - [`engine`]: validation, calls into the store, wake-ups after each change.
 //! - `dispatch`: long-poll waiters per queue, woken when jobs become available.
-//! - `timers`: one task sleeping until the next due job or lease expiry.
+//! - `schedules`: the schedule use cases of the engine (create, patch, pause, trigger, next).
+//! - `timers`: one task sleeping until the next due job, schedule tick or lease expiry.
+//! - `lateness`: how late due work becomes available (a histogram).
 //! - [`api`]: REST API v1 (axum), a thin adapter over the engine.
 //!
 //! ## Threading model
@@ -20,6 +22,8 @@
 pub mod api;
 mod dispatch;
 pub mod engine;
+mod lateness;
+mod schedules;
 mod timers;
 
 use std::future::Future;
@@ -28,6 +32,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use engine::{Engine, EngineError};
+pub use lateness::LatenessSummary;
 
 /// Serves the API on `listener` and runs the timer loop until `shutdown`
 /// resolves; then stops taking requests, ends long-polls and returns once

@@ -17,7 +17,7 @@ use taskwheel_core::{
     AttemptOutcome, Backoff, DurationSpec, Job, JobId, JobState, NewJob, Priority, RetryPolicy,
 };
 
-use crate::{Completion, JobFilter, LeaseParams, LeasedJob, Store, StoreError};
+use crate::{Completion, JobFilter, LeaseParams, LeasedJob, ScheduleKey, Store, StoreError};
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an async
 /// expression that yields a fresh `Arc<dyn Store>`.
@@ -53,6 +53,13 @@ macro_rules! conformance_tests {
             tenants_are_isolated,
             batch_completion_reports_each_item,
             next_timer_covers_due_jobs_and_leases,
+            schedule_fires_each_tick_once,
+            a_tick_cannot_fire_twice_even_if_the_schedule_is_rewound,
+            misfire_policies_apply_after_downtime,
+            overlap_forbid_and_replace,
+            paused_schedules_do_not_fire_and_resume_by_policy,
+            schedules_by_name_trigger_and_delete,
+            dead_lettered_runs_count_against_the_schedule,
         );
     };
 }
@@ -150,11 +157,16 @@ pub async fn delayed_job_is_promoted_when_due(store: Arc<dyn Store>) {
             .is_empty(),
         "not leasable before promotion"
     );
-    assert!(store.promote_due(secs(9)).await.unwrap().is_empty());
+    assert!(store.promote_due(secs(9)).await.unwrap().queues.is_empty());
     assert_eq!(state_of(&store, job.id).await, JobState::Scheduled);
-    let touched = store.promote_due(secs(10)).await.unwrap();
-    assert_eq!(touched.len(), 1);
-    assert_eq!(touched[0].queue, "default");
+    let woken = store.promote_due(secs(10)).await.unwrap();
+    assert_eq!(woken.queues.len(), 1);
+    assert_eq!(woken.queues.first().unwrap().queue, "default");
+    assert_eq!(
+        woken.due,
+        vec![secs(10)],
+        "the due instant, to measure lateness"
+    );
     assert_eq!(state_of(&store, job.id).await, JobState::Available);
 }
 
@@ -288,8 +300,8 @@ pub async fn failures_back_off_then_dead_letter(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(moved.state, JobState::Scheduled);
     assert_eq!(moved.run_at, Some(secs(11)));
-    assert!(store.promote_due(secs(10)).await.unwrap().is_empty());
-    assert_eq!(store.promote_due(secs(11)).await.unwrap().len(), 1);
+    assert!(store.promote_due(secs(10)).await.unwrap().queues.is_empty());
+    assert_eq!(store.promote_due(secs(11)).await.unwrap().queues.len(), 1);
     let second = lease_one(&store, secs(11)).await;
     assert_eq!(second.job.attempt, 2);
     let moved = store
@@ -360,9 +372,16 @@ pub async fn expired_lease_returns_job_and_counts_attempt(store: Arc<dyn Store>)
     .unwrap();
     let job = submit(&store, json!({"kind": "k", "retry": retry}), t0()).await;
     let leased = lease_one(&store, t0()).await;
-    assert!(store.reap_expired(secs(29)).await.unwrap().is_empty());
-    let touched = store.reap_expired(secs(30)).await.unwrap();
-    assert_eq!(touched.len(), 1, "the queue is woken");
+    assert!(
+        store
+            .reap_expired(secs(29))
+            .await
+            .unwrap()
+            .queues
+            .is_empty()
+    );
+    let woken = store.reap_expired(secs(30)).await.unwrap();
+    assert_eq!(woken.queues.len(), 1, "the queue is woken");
     let back = store.get_job("default", job.id).await.unwrap();
     assert_eq!(back.state, JobState::Available);
     assert_eq!(back.attempt, 1);
@@ -436,7 +455,12 @@ pub async fn cancel_pending_and_running(store: Arc<dyn Store>) {
     let cancelled = store.cancel("default", pending.id, secs(1)).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert!(
-        store.promote_due(secs(7200)).await.unwrap().is_empty(),
+        store
+            .promote_due(secs(7200))
+            .await
+            .unwrap()
+            .queues
+            .is_empty(),
         "a cancelled job never runs"
     );
 
@@ -752,5 +776,307 @@ pub async fn next_timer_covers_due_jobs_and_leases(store: Arc<dyn Store>) {
         store.next_timer().await.unwrap(),
         Some(secs(30)),
         "the lease runs out first"
+    );
+}
+
+mod schedules {
+    //! Schedule cases: firing, exactly-once ticks, misfire and overlap policies.
+
+    use super::*;
+    use taskwheel_core::recurring::{ScheduleRecord, ScheduleRequest};
+
+    pub(super) async fn create(
+        store: &Arc<dyn Store>,
+        body: serde_json::Value,
+        now: Timestamp,
+    ) -> ScheduleRecord {
+        let request: ScheduleRequest = serde_json::from_value(body).expect("valid request");
+        let record = ScheduleRecord::create(
+            "default",
+            request.into_definition().expect("definition"),
+            false,
+            now,
+        )
+        .expect("valid schedule");
+        store
+            .create_schedule(record)
+            .await
+            .expect("create schedule")
+    }
+
+    pub(super) async fn jobs_of(store: &Arc<dyn Store>) -> Vec<Job> {
+        let mut jobs = store
+            .list_jobs(
+                "default",
+                &JobFilter {
+                    limit: 1000,
+                    ..JobFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        jobs.reverse();
+        jobs
+    }
+}
+
+pub async fn schedule_fires_each_tick_once(store: Arc<dyn Store>) {
+    let s = schedules::create(
+        &store,
+        json!({"name": "tick", "every": "10s", "job": {"kind": "k", "queue": "q"}}),
+        t0(),
+    )
+    .await;
+    assert_eq!(s.next_fire_at, Some(secs(10)));
+    assert!(
+        store
+            .fire_schedules(secs(9))
+            .await
+            .unwrap()
+            .queues
+            .is_empty()
+    );
+    let woken = store.fire_schedules(secs(10)).await.unwrap();
+    assert_eq!(woken.due, vec![secs(10)]);
+    assert_eq!(woken.queues.first().unwrap().queue, "q");
+    assert!(
+        store.fire_schedules(secs(10)).await.unwrap().due.is_empty(),
+        "a tick fires once"
+    );
+    store.fire_schedules(secs(20)).await.unwrap();
+    let jobs = schedules::jobs_of(&store).await;
+    let ticks: Vec<_> = jobs
+        .iter()
+        .map(|j| (j.schedule_id, j.fire_time, j.state))
+        .collect();
+    assert_eq!(
+        ticks,
+        vec![
+            (Some(s.id), Some(secs(10)), JobState::Available),
+            (Some(s.id), Some(secs(20)), JobState::Available)
+        ]
+    );
+    let s = store
+        .get_schedule("default", &ScheduleKey::Name("tick".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.health.fired, s.last_fire_at, s.next_fire_at),
+        (2, Some(secs(20)), Some(secs(30)))
+    );
+}
+
+pub async fn a_tick_cannot_fire_twice_even_if_the_schedule_is_rewound(store: Arc<dyn Store>) {
+    let s = schedules::create(
+        &store,
+        json!({"name": "tick", "every": "10s", "job": {"kind": "k"}}),
+        t0(),
+    )
+    .await;
+    store.fire_schedules(secs(10)).await.unwrap();
+    // As if a crash had lost the schedule's advance but kept the job.
+    let mut rewound = store
+        .get_schedule("default", &ScheduleKey::Id(s.id))
+        .await
+        .unwrap();
+    rewound.next_fire_at = Some(secs(10));
+    store.update_schedule(rewound).await.unwrap();
+    store.fire_schedules(secs(10)).await.unwrap();
+    assert_eq!(
+        schedules::jobs_of(&store).await.len(),
+        1,
+        "the unique (schedule, tick) key holds"
+    );
+}
+
+pub async fn misfire_policies_apply_after_downtime(store: Arc<dyn Store>) {
+    let skip = schedules::create(
+        &store,
+        json!({"name": "skip", "every": "10s", "job": {"kind": "skip"}}),
+        t0(),
+    )
+    .await;
+    let once = schedules::create(
+        &store,
+        json!({"name": "once", "every": "10s", "misfire": "run_once", "job": {"kind": "once"}}),
+        t0(),
+    )
+    .await;
+    let catch_up = schedules::create(
+        &store,
+        json!({"name": "catch", "every": "10s", "misfire": "catch_up", "catch_up_max": 2, "job": {"kind": "catch"}}),
+        t0(),
+    )
+    .await;
+    // Down until 00:01:05: ticks 10..60 were missed.
+    store.fire_schedules(secs(65)).await.unwrap();
+    let jobs = schedules::jobs_of(&store).await;
+    let fired = |kind: &str| -> Vec<Timestamp> {
+        let mut ticks: Vec<Timestamp> = jobs
+            .iter()
+            .filter(|j| j.kind == kind)
+            .filter_map(|j| j.fire_time)
+            .collect();
+        ticks.sort();
+        ticks
+    };
+    assert_eq!(fired("skip"), vec![secs(60)]);
+    assert_eq!(fired("once"), vec![secs(10)]);
+    assert_eq!(fired("catch"), vec![secs(50), secs(60)]);
+    for (id, missed) in [(skip.id, 5), (once.id, 5), (catch_up.id, 4)] {
+        let s = store
+            .get_schedule("default", &ScheduleKey::Id(id))
+            .await
+            .unwrap();
+        assert_eq!(s.health.missed, missed);
+        assert_eq!(s.next_fire_at, Some(secs(70)));
+    }
+}
+
+pub async fn overlap_forbid_and_replace(store: Arc<dyn Store>) {
+    let forbid = schedules::create(
+        &store,
+        json!({"name": "forbid", "every": "10s", "overlap": "forbid", "job": {"kind": "forbid", "queue": "f"}}),
+        t0(),
+    )
+    .await;
+    store.fire_schedules(secs(10)).await.unwrap();
+    store.fire_schedules(secs(20)).await.unwrap();
+    let s = store
+        .get_schedule("default", &ScheduleKey::Id(forbid.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.health.fired, s.health.skipped_overlap),
+        (1, 1),
+        "the first run is still pending"
+    );
+
+    let replace = schedules::create(
+        &store,
+        json!({"name": "replace", "every": "10s", "overlap": "replace", "job": {"kind": "replace", "queue": "r"}}),
+        secs(20),
+    )
+    .await;
+    store.fire_schedules(secs(30)).await.unwrap();
+    let running = store.lease(params(&["r"], 1), secs(30)).await.unwrap();
+    assert_eq!(running.len(), 1);
+    store.fire_schedules(secs(40)).await.unwrap();
+    let old = store.get_job("default", running[0].job.id).await.unwrap();
+    assert!(old.cancel_requested, "the running one is asked to stop");
+    let jobs = schedules::jobs_of(&store).await;
+    let replaced: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.schedule_id == Some(replace.id))
+        .collect();
+    assert_eq!(replaced.len(), 2);
+}
+
+pub async fn paused_schedules_do_not_fire_and_resume_by_policy(store: Arc<dyn Store>) {
+    let s = schedules::create(
+        &store,
+        json!({"name": "p", "every": "10s", "job": {"kind": "k"}}),
+        t0(),
+    )
+    .await;
+    let mut paused = s.clone();
+    paused.paused = true;
+    store.update_schedule(paused).await.unwrap();
+    store.fire_schedules(secs(35)).await.unwrap();
+    assert!(schedules::jobs_of(&store).await.is_empty());
+    assert_eq!(
+        store.next_timer().await.unwrap(),
+        None,
+        "a paused schedule arms no timer"
+    );
+    let mut resumed = store
+        .get_schedule("default", &ScheduleKey::Id(s.id))
+        .await
+        .unwrap();
+    resumed.paused = false;
+    store.update_schedule(resumed).await.unwrap();
+    store.fire_schedules(secs(36)).await.unwrap();
+    let jobs = schedules::jobs_of(&store).await;
+    assert_eq!(jobs.len(), 1, "skip: only the latest missed tick");
+    assert_eq!(jobs[0].fire_time, Some(secs(30)));
+}
+
+pub async fn schedules_by_name_trigger_and_delete(store: Arc<dyn Store>) {
+    let s = schedules::create(
+        &store,
+        json!({"name": "daily", "cron": "0 3 * * *", "job": {"kind": "k"}}),
+        t0(),
+    )
+    .await;
+    let request: taskwheel_core::recurring::ScheduleRequest =
+        serde_json::from_value(json!({"name": "daily", "every": "1m", "job": {"kind": "k"}}))
+            .unwrap();
+    let twin = taskwheel_core::recurring::ScheduleRecord::create(
+        "default",
+        request.into_definition().unwrap(),
+        false,
+        t0(),
+    )
+    .unwrap();
+    assert!(matches!(
+        store.create_schedule(twin).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let job = store
+        .trigger_schedule("default", s.id, secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (job.schedule_id, job.fire_time, job.state),
+        (Some(s.id), Some(secs(5)), JobState::Available)
+    );
+    let listed = store.list_schedules("default").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].health.fired, 1);
+    assert!(matches!(
+        store.get_schedule("acme", &ScheduleKey::Id(s.id)).await,
+        Err(StoreError::ScheduleNotFound)
+    ));
+    store.delete_schedule("default", s.id).await.unwrap();
+    assert!(matches!(
+        store.get_schedule("default", &ScheduleKey::Id(s.id)).await,
+        Err(StoreError::ScheduleNotFound)
+    ));
+    assert_eq!(
+        store.get_job("default", job.id).await.unwrap().state,
+        JobState::Available,
+        "its jobs stay"
+    );
+}
+
+pub async fn dead_lettered_runs_count_against_the_schedule(store: Arc<dyn Store>) {
+    let s = schedules::create(
+        &store,
+        json!({"name": "f", "every": "10s", "job": {"kind": "k", "retry": {"max_attempts": 1}}}),
+        t0(),
+    )
+    .await;
+    store.fire_schedules(secs(10)).await.unwrap();
+    let leased = lease_one(&store, secs(10)).await;
+    store
+        .fail(
+            "default",
+            leased.job.id,
+            leased.token,
+            "x".into(),
+            error_cause(),
+            secs(11),
+        )
+        .await
+        .unwrap();
+    let s = store
+        .get_schedule("default", &ScheduleKey::Id(s.id))
+        .await
+        .unwrap();
+    assert_eq!(s.health.failed, 1);
+    assert_eq!(
+        store.next_timer().await.unwrap(),
+        Some(secs(20)),
+        "the next tick arms the timer"
     );
 }

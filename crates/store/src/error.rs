@@ -7,6 +7,11 @@ use taskwheel_core::TransitionError;
 pub enum StoreError {
     #[error("no such job")]
     NotFound,
+    #[error("no such schedule")]
+    ScheduleNotFound,
+    /// A unique name is taken.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Transition(#[from] TransitionError),
     /// The engine failed (I/O, corruption, a bug); the message is for the log, not the client.

@@ -19,12 +19,15 @@ pub mod conformance;
 mod error;
 pub mod sqlite;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde_json::Value;
+use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::{Job, JobId, JobState, LeaseToken, NewJob};
 
 pub use error::StoreError;
@@ -93,6 +96,28 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// What a timer pass did: queues that gained available jobs (to wake their
+/// waiters), and the due instants of the jobs it made available (to measure lateness).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Woken {
+    pub queues: BTreeSet<QueueRef>,
+    pub due: Vec<Timestamp>,
+}
+
+impl Woken {
+    pub fn merge(&mut self, other: Woken) {
+        self.queues.extend(other.queues);
+        self.due.extend(other.due);
+    }
+}
+
+/// Which schedule a request names: its id, or its name (unique per tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleKey {
+    Id(ScheduleId),
+    Name(String),
+}
+
 /// A queue in which jobs just became available, so its waiting workers can be woken.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueRef {
@@ -158,12 +183,35 @@ pub trait Store: Send + Sync + 'static {
     async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job>;
 
     /// Moves every scheduled job due at or before `now` to available.
-    async fn promote_due(&self, now: Timestamp) -> Result<Vec<QueueRef>>;
+    async fn promote_due(&self, now: Timestamp) -> Result<Woken>;
 
     /// Ends every running attempt whose lease ran out at or before `now` (timeouts included)
-    /// and applies the retry policy. Returns the queues that gained available jobs.
-    async fn reap_expired(&self, now: Timestamp) -> Result<Vec<QueueRef>>;
+    /// and applies the retry policy.
+    async fn reap_expired(&self, now: Timestamp) -> Result<Woken>;
 
-    /// The earliest instant at which [`Store::promote_due`] or [`Store::reap_expired`] has work.
+    /// Fires every unpaused schedule whose next tick is at or before `now`,
+    /// following its misfire and overlap policies: one transaction creates the
+    /// jobs and advances the schedule, and the unique (schedule, tick) key
+    /// makes a second job for the same tick impossible.
+    async fn fire_schedules(&self, now: Timestamp) -> Result<Woken>;
+
+    /// The earliest instant at which promotion, reaping or firing has work.
     async fn next_timer(&self) -> Result<Option<Timestamp>>;
+
+    /// Stores a new schedule; a taken name answers [`StoreError::Conflict`].
+    async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;
+
+    async fn get_schedule(&self, tenant: &str, key: &ScheduleKey) -> Result<ScheduleRecord>;
+
+    /// All schedules of a tenant, by name.
+    async fn list_schedules(&self, tenant: &str) -> Result<Vec<ScheduleRecord>>;
+
+    /// Replaces a schedule's definition, paused flag and next tick.
+    async fn update_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;
+
+    /// Deletes a schedule; the jobs it created stay.
+    async fn delete_schedule(&self, tenant: &str, id: ScheduleId) -> Result<()>;
+
+    /// Creates one job for the schedule now (tick = `now`), outside its timing.
+    async fn trigger_schedule(&self, tenant: &str, id: ScheduleId, now: Timestamp) -> Result<Job>;
 }

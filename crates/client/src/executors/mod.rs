@@ -248,6 +248,8 @@ pub(crate) mod testing {
             retry: RetryPolicy::default(),
             idempotency_key: None,
             tags: Vec::new(),
+            schedule_id: None,
+            fire_time: None,
             attempt: 1,
             cancel_requested: false,
             lease: None,

@@ -46,6 +46,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "no such job"),
+            StoreError::ScheduleNotFound => Self::new(ErrorCode::NotFound, "no such schedule"),
+            StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::Transition(t @ TransitionError::StaleLease) => {
                 Self::new(ErrorCode::LeaseMismatch, t.to_string())
             }

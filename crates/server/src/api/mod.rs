@@ -4,11 +4,13 @@
 mod error;
 mod extract;
 mod jobs;
+mod schedules;
 mod work;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::json;
 
@@ -30,6 +32,26 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/jobs/{id}/fail", post(work::fail))
         .route("/api/v1/jobs/{id}/snooze", post(work::snooze))
         .route("/api/v1/lease", post(work::lease))
+        .route(
+            "/api/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/api/v1/schedules/{key}",
+            get(schedules::get)
+                .patch(schedules::patch)
+                .delete(schedules::delete),
+        )
+        .route("/api/v1/schedules/{key}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{key}/resume", post(schedules::resume))
+        .route("/api/v1/schedules/{key}/trigger", post(schedules::trigger))
+        .route("/api/v1/schedules/{key}/next", get(schedules::next))
+        .route(
+            "/api/v1/stats",
+            get(|State(engine): State<Arc<Engine>>| async move {
+                axum::Json(json!({"lateness": engine.lateness()}))
+            }),
+        )
         .fallback(|| async { error::ApiError::not_found_route() })
         .with_state(engine)
 }

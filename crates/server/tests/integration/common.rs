@@ -90,6 +90,17 @@ impl TestServer {
         .await
     }
 
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .patch(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        decode(resp).await
+    }
+
     pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         decode(
             self.http

@@ -3,4 +3,5 @@
 
 mod api;
 mod common;
+mod schedules;
 mod sdk;

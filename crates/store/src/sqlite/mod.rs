@@ -7,6 +7,7 @@ mod checkpointer;
 mod ops;
 mod readers;
 mod rows;
+mod schedules;
 mod schema;
 mod writer;
 
@@ -17,12 +18,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::Connection;
+use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::{Job, JobId, LeaseToken, NewJob};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, Store,
-    StoreError, Submitted,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Result, ScheduleKey, Store,
+    StoreError, Submitted, Woken,
 };
 use readers::Readers;
 use writer::Writer;
@@ -179,15 +182,59 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn promote_due(&self, now: Timestamp) -> Result<Vec<QueueRef>> {
+    async fn promote_due(&self, now: Timestamp) -> Result<Woken> {
         self.writer.write(move |c| ops::promote_due(c, now)).await
     }
 
-    async fn reap_expired(&self, now: Timestamp) -> Result<Vec<QueueRef>> {
+    async fn reap_expired(&self, now: Timestamp) -> Result<Woken> {
         self.writer.write(move |c| ops::reap_expired(c, now)).await
+    }
+
+    async fn fire_schedules(&self, now: Timestamp) -> Result<Woken> {
+        self.writer.write(move |c| schedules::fire(c, now)).await
     }
 
     async fn next_timer(&self) -> Result<Option<Timestamp>> {
         self.readers.read(ops::next_timer).await
+    }
+
+    async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        self.writer
+            .write(move |c| schedules::create(c, schedule))
+            .await
+    }
+
+    async fn get_schedule(&self, tenant: &str, key: &ScheduleKey) -> Result<ScheduleRecord> {
+        let (tenant, key) = (tenant.to_string(), key.clone());
+        self.readers
+            .read(move |c| schedules::get(c, &tenant, &key))
+            .await
+    }
+
+    async fn list_schedules(&self, tenant: &str) -> Result<Vec<ScheduleRecord>> {
+        let tenant = tenant.to_string();
+        self.readers
+            .read(move |c| schedules::list(c, &tenant))
+            .await
+    }
+
+    async fn update_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        self.writer
+            .write(move |c| schedules::update(c, schedule))
+            .await
+    }
+
+    async fn delete_schedule(&self, tenant: &str, id: ScheduleId) -> Result<()> {
+        let tenant = tenant.to_string();
+        self.writer
+            .write(move |c| schedules::delete(c, &tenant, id))
+            .await
+    }
+
+    async fn trigger_schedule(&self, tenant: &str, id: ScheduleId, now: Timestamp) -> Result<Job> {
+        let tenant = tenant.to_string();
+        self.writer
+            .write(move |c| schedules::trigger(c, &tenant, id, now))
+            .await
     }
 }

@@ -3,13 +3,12 @@
 //! reader pool calls the rest. Transitions are decided by
 //! `taskwheel_core::lifecycle`; these functions load, ask, and write.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use taskwheel_core::lifecycle::{self, CancelEffect, FailureCause, FailureVerdict};
-use taskwheel_core::time::{add, to_micros};
+use taskwheel_core::time::{add, from_micros, to_micros};
 use taskwheel_core::{
     AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, RetryPolicy, RunningLease,
 };
@@ -17,7 +16,7 @@ use taskwheel_core::{
 use super::rows::{self, JOB_COLUMNS, to_millis};
 use crate::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, StoreError,
-    Submitted,
+    Submitted, Woken,
 };
 
 /// Reaping and promotion work in slices of this many jobs per statement.
@@ -39,50 +38,72 @@ pub(super) fn submit(conn: &Connection, job: NewJob, now: Timestamp) -> Result<S
             });
         }
     }
-    let state = job.initial_state(now);
-    conn.prepare_cached(
-        "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, updated_at, \
-         timeout_ms, retry, idempotency_key, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-        job.id.0,
-        job.tenant,
-        job.queue,
-        job.kind,
-        serde_json::to_string(&job.payload)?,
-        job.priority.get(),
-        state.as_str(),
-        to_micros(job.run_at),
-        to_micros(job.created_at),
-        job.timeout.map(to_millis),
-        serde_json::to_string(&job.retry)?,
-        job.idempotency_key,
-        serde_json::to_string(&job.tags)?,
-    ])?;
-    Ok(Submitted {
-        job: Job {
-            id: job.id,
-            tenant: job.tenant,
-            queue: job.queue,
-            kind: job.kind,
-            payload: job.payload,
-            priority: job.priority,
-            state,
-            run_at: job.run_at,
-            created_at: job.created_at,
-            updated_at: job.created_at,
-            finished_at: None,
-            timeout: job.timeout,
-            retry: job.retry,
-            idempotency_key: job.idempotency_key,
-            tags: job.tags,
-            attempt: 0,
-            cancel_requested: false,
-            lease: None,
-            attempts: Vec::new(),
-        },
+    insert_job(conn, job, now).map(|job| Submitted {
+        job: job.expect("only a scheduled job can collide on its tick"),
         deduplicated: false,
     })
+}
+
+/// Inserts a job; `None` when a job for the same (schedule, tick) already exists.
+pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Result<Option<Job>> {
+    let state = job.initial_state(now);
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
+             updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        )?
+        .execute(params![
+            job.id.0,
+            job.tenant,
+            job.queue,
+            job.kind,
+            serde_json::to_string(&job.payload)?,
+            job.priority.get(),
+            state.as_str(),
+            to_micros(job.run_at),
+            to_micros(job.created_at),
+            job.timeout.map(to_millis),
+            serde_json::to_string(&job.retry)?,
+            job.idempotency_key,
+            serde_json::to_string(&job.tags)?,
+            job.schedule.map(|(id, _)| id.0),
+            job.schedule.map(|(_, tick)| to_micros(tick)),
+        ])?;
+    if inserted == 0 {
+        if job.schedule.is_some() {
+            return Ok(None);
+        }
+        // OR IGNORE hid a collision no unscheduled job can have (ids are fresh v7s,
+        // idempotency keys were checked above in this transaction).
+        return Err(StoreError::Backend(format!(
+            "job {} collided on insert",
+            job.id
+        )));
+    }
+    Ok(Some(Job {
+        id: job.id,
+        tenant: job.tenant,
+        queue: job.queue,
+        kind: job.kind,
+        payload: job.payload,
+        priority: job.priority,
+        state,
+        run_at: job.run_at,
+        created_at: job.created_at,
+        updated_at: job.created_at,
+        finished_at: None,
+        timeout: job.timeout,
+        retry: job.retry,
+        idempotency_key: job.idempotency_key,
+        tags: job.tags,
+        schedule_id: job.schedule.map(|(id, _)| id),
+        fire_time: job.schedule.map(|(_, tick)| tick),
+        attempt: 0,
+        cancel_requested: false,
+        lease: None,
+        attempts: Vec::new(),
+    }))
 }
 
 pub(super) fn get_job(conn: &Connection, tenant: &str, id: JobId) -> Result<Job> {
@@ -345,6 +366,14 @@ fn apply_failure(
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
             finish(conn, id, state, now)?;
+            if state == JobState::Failed {
+                // A schedule's health counts its dead-lettered runs.
+                conn.prepare_cached(
+                    "UPDATE schedules SET failed = failed + 1 \
+                     WHERE id = (SELECT schedule_id FROM jobs WHERE id = ?1)",
+                )?
+                .execute(params![id.0])?;
+            }
             Ok(Moved {
                 state,
                 run_at: None,
@@ -468,24 +497,25 @@ pub(super) fn rerun(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) 
     load_job(conn, tenant, id)
 }
 
-pub(super) fn promote_due(conn: &Connection, now: Timestamp) -> Result<Vec<QueueRef>> {
-    let mut touched = BTreeSet::new();
+pub(super) fn promote_due(conn: &Connection, now: Timestamp) -> Result<Woken> {
+    let mut woken = Woken::default();
     let mut stmt = conn.prepare_cached(
         "UPDATE jobs SET state = 'available', updated_at = ?1 WHERE state = 'scheduled' AND run_at <= ?1 \
-         RETURNING tenant, queue",
+         RETURNING tenant, queue, run_at",
     )?;
     let mut moved = stmt.query(params![to_micros(now)])?;
     while let Some(row) = moved.next()? {
-        touched.insert(QueueRef {
+        woken.queues.insert(QueueRef {
             tenant: row.get(0)?,
             queue: row.get(1)?,
         });
+        woken.due.push(from_micros(row.get(2)?));
     }
-    Ok(touched.into_iter().collect())
+    Ok(woken)
 }
 
-pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Vec<QueueRef>> {
-    let mut touched = BTreeSet::new();
+pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Woken> {
+    let mut woken = Woken::default();
     loop {
         let expired: Vec<(JobId, String)> = conn
             .prepare_cached(
@@ -514,7 +544,7 @@ pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
             };
             let moved = apply_failure(conn, *id, &running, &lease, cause, error, now)?;
             if moved.state == JobState::Available {
-                touched.insert(QueueRef {
+                woken.queues.insert(QueueRef {
                     tenant: running.tenant.clone(),
                     queue: running.queue.clone(),
                 });
@@ -524,15 +554,16 @@ pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Vec<Queu
             break;
         }
     }
-    Ok(touched.into_iter().collect())
+    Ok(woken)
 }
 
 pub(super) fn next_timer(conn: &Connection) -> Result<Option<Timestamp>> {
     let next: Option<i64> = conn
         .prepare_cached(
             "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'scheduled' \
-             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running')",
+             UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running' \
+             UNION ALL SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL)",
         )?
         .query_row([], |row| row.get(0))?;
-    Ok(next.map(taskwheel_core::time::from_micros))
+    Ok(next.map(from_micros))
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rusqlite::Row;
+use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::from_micros;
 use taskwheel_core::{
     Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, RetryPolicy, RunningLease,
@@ -14,7 +15,7 @@ use crate::{Result, StoreError};
 /// The column list every full job read selects, in the order [`job`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
      updated_at, finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
-     lease_token, worker, started_at, lease_expires_at, deadline, lease_ms";
+     lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time";
 
 pub(super) fn job(row: &Row<'_>) -> Result<Job> {
     let state: String = row.get(6)?;
@@ -41,6 +42,8 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job> {
         attempt: row.get(15)?,
         cancel_requested: row.get(16)?,
         lease: lease(row, 17)?,
+        schedule_id: row.get::<_, Option<Uuid>>(23)?.map(ScheduleId),
+        fire_time: row.get::<_, Option<i64>>(24)?.map(from_micros),
         attempts: Vec::new(),
     })
 }

@@ -59,6 +59,34 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, number)
     ) WITHOUT ROWID;
     "#,
+    // 2: schedules, and the tick each scheduled job belongs to.
+    r#"
+    CREATE TABLE schedules (
+        id               BLOB    NOT NULL UNIQUE,
+        tenant           TEXT    NOT NULL,
+        name             TEXT    NOT NULL,
+        definition       TEXT    NOT NULL,           -- JSON ScheduleDefinition
+        paused           INTEGER NOT NULL DEFAULT 0,
+        next_fire_at     INTEGER,                    -- the earliest unfired tick; NULL once ended
+        last_fire_at     INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        fired            INTEGER NOT NULL DEFAULT 0,
+        missed           INTEGER NOT NULL DEFAULT 0,
+        skipped_overlap  INTEGER NOT NULL DEFAULT 0,
+        failed           INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX schedules_name ON schedules (tenant, name);
+    CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0 AND next_fire_at IS NOT NULL;
+
+    ALTER TABLE jobs ADD COLUMN schedule_id BLOB;
+    ALTER TABLE jobs ADD COLUMN fire_time INTEGER;
+    -- Exactly one job per (schedule, tick), whatever races or crashes happen.
+    CREATE UNIQUE INDEX jobs_schedule_tick ON jobs (schedule_id, fire_time) WHERE schedule_id IS NOT NULL;
+    -- For the overlap policy: is a run of this schedule still pending or running?
+    CREATE INDEX jobs_schedule_active ON jobs (schedule_id)
+        WHERE schedule_id IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    "#,
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
