@@ -4,12 +4,14 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Context;
-use serde::Serialize;
 use serde_json::Value;
-use taskwheel_client::{Client, ClientError};
+use taskwheel_client::Client;
 use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
 use taskwheel_core::{DurationSpec, JobId, JobState, Priority, RetryPolicy, Timestamp};
+
+use crate::output::{
+    explain, fields, instant, one_line, parse_duration_spec, parse_payload, print_json, table,
+};
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub(crate) enum JobCommand {
@@ -163,23 +165,6 @@ pub(crate) async fn run(server: &str, json: bool, cmd: JobCommand) -> anyhow::Re
     Ok(())
 }
 
-/// API errors keep their own text (`not_found: …`); a server that cannot be
-/// reached gets told apart from one that said no.
-fn explain(e: ClientError, server: &str) -> anyhow::Error {
-    match e {
-        ClientError::Http(_) => {
-            anyhow::Error::new(e).context(format!("cannot reach the taskwheel server at {server}"))
-        }
-        other => other.into(),
-    }
-}
-
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(value).context("encoding the answer as JSON")?;
-    println!("{text}");
-    Ok(())
-}
-
 fn jobs_table(jobs: &[JobView]) -> String {
     let rows = jobs
         .iter()
@@ -225,7 +210,7 @@ fn state_text(job: &JobView) -> String {
 
 /// A job's fields one per line, then its attempts as a table.
 fn job_detail(job: &JobView) -> String {
-    let mut fields: Vec<(&str, String)> = vec![
+    let mut list: Vec<(&str, String)> = vec![
         ("id", job.id.to_string()),
         ("queue", job.queue.clone()),
         ("kind", job.kind.clone()),
@@ -240,19 +225,19 @@ fn job_detail(job: &JobView) -> String {
         ("updated_at", instant(job.updated_at)),
     ];
     if let Some(at) = job.finished_at {
-        fields.push(("finished_at", instant(at)));
+        list.push(("finished_at", instant(at)));
     }
     if let Some(t) = job.timeout {
-        fields.push(("timeout", t.to_string()));
+        list.push(("timeout", t.to_string()));
     }
     if let Some(key) = &job.idempotency_key {
-        fields.push(("idempotency_key", key.clone()));
+        list.push(("idempotency_key", key.clone()));
     }
     if !job.tags.is_empty() {
-        fields.push(("tags", job.tags.join(", ")));
+        list.push(("tags", job.tags.join(", ")));
     }
     if let Some(lease) = &job.lease {
-        fields.push((
+        list.push((
             "lease",
             format!(
                 "worker {}, expires {}",
@@ -261,13 +246,9 @@ fn job_detail(job: &JobView) -> String {
             ),
         ));
     }
-    fields.push(("payload", job.payload.to_string()));
+    list.push(("payload", job.payload.to_string()));
 
-    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    let mut text = String::new();
-    for (key, value) in &fields {
-        let _ = writeln!(text, "{:<width$} {value}", format!("{key}:"));
-    }
+    let mut text = fields(&list);
     if !job.attempts.is_empty() {
         let rows = job
             .attempts
@@ -302,61 +283,6 @@ fn job_detail(job: &JobView) -> String {
         ));
     }
     text
-}
-
-/// Whole seconds are what a person reads; the JSON output keeps the rest.
-fn instant(at: Timestamp) -> String {
-    format!("{at:.0}")
-}
-
-/// Errors and results can be long and multi-line; a table cell is neither.
-fn one_line(text: &str) -> String {
-    const LIMIT: usize = 120;
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
-    }
-}
-
-/// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
-    let mut text = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let last = row.len().saturating_sub(1);
-        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            if i == last {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ");
-            }
-        }
-        text.push('\n');
-    }
-    text
-}
-
-/// `--payload '{"a":1}'`, or `--payload @file.json`.
-fn parse_payload(arg: &str) -> Result<Value, String> {
-    let (text, source) = match arg.strip_prefix('@') {
-        Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
-            path,
-        ),
-        None => (arg.to_string(), "the argument"),
-    };
-    serde_json::from_str(&text).map_err(|e| format!("{source} is not valid JSON: {e}"))
-}
-
-fn parse_duration_spec(arg: &str) -> Result<DurationSpec, String> {
-    taskwheel_core::parse_duration(arg).map(DurationSpec)
 }
 
 #[cfg(test)]
@@ -440,18 +366,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tables_align_columns() {
-        let text = table(
-            &["ID", "STATE"],
-            vec![
-                vec!["1".into(), "running".into()],
-                vec!["100".into(), "failed".into()],
-            ],
-        );
-        assert_eq!(text, "ID   STATE\n1    running\n100  failed\n");
-    }
-
     fn job() -> JobView {
         let at: Timestamp = "2026-05-01T12:00:00.123Z".parse().unwrap();
         JobView {
@@ -500,13 +414,6 @@ mod tests {
             detail.contains(r#"payload:    {"url":"http://x"}"#),
             "{detail}"
         );
-    }
-
-    #[test]
-    fn long_cells_are_flattened_and_cut() {
-        assert_eq!(one_line("a\n  b"), "a b");
-        let long = "x".repeat(200);
-        assert_eq!(one_line(&long).chars().count(), 121);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 mod bench;
 mod cron_cmd;
 mod job_cmd;
+mod output;
+mod schedule_cmd;
 mod server_cmd;
 mod worker_cmd;
 
@@ -45,6 +47,22 @@ enum Command {
         #[command(subcommand)]
         command: job_cmd::JobCommand,
     },
+    /// Create, inspect, pause, resume, trigger and delete recurring schedules.
+    Schedule {
+        /// The server to talk to.
+        #[arg(
+            long,
+            global = true,
+            env = "TASKWHEEL_SERVER",
+            default_value = "http://127.0.0.1:7070"
+        )]
+        server: String,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: schedule_cmd::ScheduleCommand,
+    },
     /// Check cron expressions without a server.
     #[command(subcommand)]
     Cron(cron_cmd::CronCommand),
@@ -85,5 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             command,
         } => job_cmd::run(&server, json, command).await,
+        Command::Schedule {
+            server,
+            json,
+            command,
+        } => schedule_cmd::run(&server, json, command).await,
     }
 }

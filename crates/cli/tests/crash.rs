@@ -216,3 +216,77 @@ async fn kill_9_loses_nothing_and_completes_each_job_once() {
         reruns
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_second_schedule_through_kill_9_fires_each_tick_at_most_once() {
+    use taskwheel_core::recurring::{JobTemplate, ScheduleRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(dir.path(), port);
+    let client = server.ready().await;
+    let request = ScheduleRequest {
+        name: Some("heartbeat".into()),
+        every: Some(DurationSpec(Duration::from_secs(1))),
+        job: Some(JobTemplate {
+            kind: "tick".into(),
+            ..JobTemplate::default()
+        }),
+        ..ScheduleRequest::default()
+    };
+    let schedule = client.create_schedule(&request).await.unwrap();
+
+    // Let it fire a few times, then crash without warning.
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    server.kill9();
+    let crashed_at = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let server = Server::start(dir.path(), port);
+    let client = server.ready().await;
+    let restarted_at = jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+
+    let jobs = client
+        .list_jobs(&ListJobsQuery {
+            limit: Some(1000),
+            ..ListJobsQuery::default()
+        })
+        .await
+        .unwrap()
+        .jobs;
+    let mut ticks: Vec<jiff::Timestamp> = jobs.iter().filter_map(|j| j.fire_time).collect();
+    ticks.sort();
+    let distinct: std::collections::BTreeSet<_> = ticks.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ticks.len(),
+        "no tick fired twice: {ticks:?}"
+    );
+    assert!(jobs.iter().all(|j| j.schedule_id == Some(schedule.id)));
+    assert!(
+        ticks.len() >= 4,
+        "it fired before and after the crash: {ticks:?}"
+    );
+    let during_downtime = ticks
+        .iter()
+        .filter(|t| **t > crashed_at && **t < restarted_at)
+        .count();
+    assert!(
+        during_downtime <= 1,
+        "misfire `skip` fires only the latest missed tick: {ticks:?}"
+    );
+    assert!(
+        ticks.iter().any(|t| *t > restarted_at),
+        "firing resumed after the restart: {ticks:?}"
+    );
+    let health = client.get_schedule("heartbeat").await.unwrap().health;
+    assert!(
+        health.missed >= 2,
+        "ticks missed while down are counted: {health:?}"
+    );
+    eprintln!(
+        "ticks fired {}, missed {}, duplicates 0",
+        ticks.len(),
+        health.missed
+    );
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use taskwheel_core::recurring::{NextFires, ScheduleList, ScheduleRequest, ScheduleView};
 use taskwheel_core::wire::{
     CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail, FailRequest,
     HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView, LeaseRequest, LeaseResponse,
@@ -51,6 +52,9 @@ pub enum ClientError {
     },
     #[error("invalid server URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// A schedule key that cannot be put in a URL path; refused before sending.
+    #[error("schedule key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: String },
 }
 
 impl From<reqwest::Error> for ClientError {
@@ -91,7 +95,7 @@ impl ClientError {
         match self {
             ClientError::Http(_) => true,
             ClientError::Api { status, .. } | ClientError::Decode { status, .. } => *status >= 500,
-            ClientError::InvalidUrl { .. } => false,
+            ClientError::InvalidUrl { .. } | ClientError::InvalidKey { .. } => false,
         }
     }
 }
@@ -305,6 +309,81 @@ impl Client {
             .await
     }
 
+    /// `POST /api/v1/schedules`: a new schedule (`name`, a timing and `job` are required).
+    pub async fn create_schedule(
+        &self,
+        request: &ScheduleRequest,
+    ) -> Result<ScheduleView, ClientError> {
+        self.send(Method::POST, "api/v1/schedules", Some(request), None)
+            .await
+    }
+
+    /// `GET /api/v1/schedules`: every schedule of the tenant.
+    pub async fn list_schedules(&self) -> Result<ScheduleList, ClientError> {
+        self.send::<(), _>(Method::GET, "api/v1/schedules", None, None)
+            .await
+    }
+
+    /// `GET /api/v1/schedules/{key}`; `key` is the schedule's id or its name.
+    pub async fn get_schedule(&self, key: &str) -> Result<ScheduleView, ClientError> {
+        let url = self.schedule_url(key, None)?;
+        self.send_url::<(), _>(Method::GET, url, None, None).await
+    }
+
+    /// `PATCH /api/v1/schedules/{key}`: the fields given in `request` replace
+    /// the stored ones (any of `cron`, `every`, `at` replaces the whole timing).
+    pub async fn update_schedule(
+        &self,
+        key: &str,
+        request: &ScheduleRequest,
+    ) -> Result<ScheduleView, ClientError> {
+        let url = self.schedule_url(key, None)?;
+        self.send_url(Method::PATCH, url, Some(request), None).await
+    }
+
+    /// `DELETE /api/v1/schedules/{key}`. Jobs it already created are kept.
+    pub async fn delete_schedule(&self, key: &str) -> Result<(), ClientError> {
+        let url = self.schedule_url(key, None)?;
+        self.send_url::<(), _>(Method::DELETE, url, None, None)
+            .await
+    }
+
+    /// `POST /api/v1/schedules/{key}/pause`: no ticks fire until it is resumed.
+    pub async fn pause_schedule(&self, key: &str) -> Result<ScheduleView, ClientError> {
+        let url = self.schedule_url(key, Some("pause"))?;
+        self.send_url::<(), _>(Method::POST, url, None, None).await
+    }
+
+    /// `POST /api/v1/schedules/{key}/resume`: ticks missed while paused follow
+    /// the schedule's misfire policy.
+    pub async fn resume_schedule(&self, key: &str) -> Result<ScheduleView, ClientError> {
+        let url = self.schedule_url(key, Some("resume"))?;
+        self.send_url::<(), _>(Method::POST, url, None, None).await
+    }
+
+    /// `POST /api/v1/schedules/{key}/trigger`: creates one job from the
+    /// schedule's template now, outside its timing.
+    pub async fn trigger_schedule(&self, key: &str) -> Result<JobView, ClientError> {
+        let url = self.schedule_url(key, Some("trigger"))?;
+        self.send_url::<(), _>(Method::POST, url, None, None).await
+    }
+
+    /// `GET /api/v1/schedules/{key}/next?count=N`: the next `count` ticks.
+    pub async fn next_fires(&self, key: &str, count: usize) -> Result<NextFires, ClientError> {
+        let mut url = self.schedule_url(key, Some("next"))?;
+        url.query_pairs_mut()
+            .append_pair("count", &count.to_string());
+        self.send_url::<(), _>(Method::GET, url, None, None).await
+    }
+
+    /// `GET /api/v1/stats`: server figures, such as `lateness` (`count`,
+    /// `p50_ms`, `p99_ms`, `max_ms`: how late due work was made available).
+    /// Untyped, so figures a newer server adds reach the caller as they are.
+    pub async fn stats(&self) -> Result<serde_json::Value, ClientError> {
+        self.send::<(), _>(Method::GET, "api/v1/stats", None, None)
+            .await
+    }
+
     /// `GET /healthz`: `Ok` when the server answers `{"status":"ok"}`.
     pub async fn health(&self) -> Result<(), ClientError> {
         #[derive(serde::Deserialize)]
@@ -331,6 +410,36 @@ impl Client {
             url: format!("{}{path}", self.base),
             reason: e.to_string(),
         })
+    }
+
+    /// `api/v1/schedules/{key}[/{action}]` with `key` percent-encoded as one
+    /// path segment, so a name can hold any character without escaping the path.
+    fn schedule_url(&self, key: &str, action: Option<&str>) -> Result<Url, ClientError> {
+        let invalid = |reason: &str| ClientError::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        // URLs resolve `.` and `..` segments (even spelled `%2e`), so such a
+        // key would address another endpoint.
+        match key {
+            "" => return Err(invalid("must not be empty")),
+            "." | ".." => {
+                return Err(invalid(
+                    "a URL path cannot hold it; address the schedule by its id",
+                ));
+            }
+            _ => {}
+        }
+        let mut url = self.url("api/v1/schedules/")?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::InvalidUrl {
+                url: self.base.to_string(),
+                reason: "cannot have a path".to_string(),
+            })?
+            .pop_if_empty()
+            .push(key)
+            .extend(action);
+        Ok(url)
     }
 
     async fn send<B: Serialize, T: DeserializeOwned>(
@@ -377,6 +486,12 @@ fn decode_answer<T: DeserializeOwned>(
         message,
     };
     if status.is_success() {
+        // `204 No Content` (a delete) has no body: read it as `null`, which is
+        // what `()` and `Option<_>` decode from.
+        if bytes.is_empty() {
+            return serde_json::from_slice(b"null")
+                .map_err(|_| decode_error("empty body where a JSON value was expected".into()));
+        }
         return serde_json::from_slice(bytes).map_err(|e| decode_error(e.to_string()));
     }
     match serde_json::from_slice::<ErrorBody>(bytes) {
@@ -451,6 +566,65 @@ mod tests {
             err.to_string(),
             "invalid_request: is required (field: kind)"
         );
+    }
+
+    #[test]
+    fn schedule_keys_are_one_encoded_path_segment() {
+        let c = Client::new("https://example.com/taskwheel").unwrap();
+        let cases = [
+            ("nightly", None, "/taskwheel/api/v1/schedules/nightly"),
+            (
+                "a.b:c-d_e",
+                Some("pause"),
+                "/taskwheel/api/v1/schedules/a.b:c-d_e/pause",
+            ),
+            (
+                "a/b",
+                Some("next"),
+                "/taskwheel/api/v1/schedules/a%2Fb/next",
+            ),
+            (
+                "x y?z#w%",
+                None,
+                "/taskwheel/api/v1/schedules/x%20y%3Fz%23w%25",
+            ),
+            (
+                "é",
+                Some("trigger"),
+                "/taskwheel/api/v1/schedules/%C3%A9/trigger",
+            ),
+            ("...", None, "/taskwheel/api/v1/schedules/..."),
+        ];
+        for (key, action, path) in cases {
+            let url = c.schedule_url(key, action).unwrap();
+            assert_eq!(url.path(), path, "{key:?} {action:?}");
+            assert_eq!(url.query(), None);
+            assert_eq!(url.fragment(), None);
+        }
+    }
+
+    #[test]
+    fn dot_keys_are_refused_rather_than_resolved() {
+        let c = Client::new("http://127.0.0.1:7070").unwrap();
+        for key in ["", ".", ".."] {
+            let err = c.schedule_url(key, Some("pause")).unwrap_err();
+            assert!(
+                matches!(err, ClientError::InvalidKey { .. }),
+                "{key:?}: {err}"
+            );
+            assert!(!err.is_transient());
+        }
+    }
+
+    #[test]
+    fn empty_success_bodies_decode_as_unit() {
+        decode_answer::<()>(&url(), StatusCode::NO_CONTENT, b"").unwrap();
+        let err = decode_answer::<JobView>(&url(), StatusCode::NO_CONTENT, b"").unwrap_err();
+        assert!(
+            matches!(err, ClientError::Decode { status: 204, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("empty body"), "{err}");
     }
 
     #[test]

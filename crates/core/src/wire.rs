@@ -133,6 +133,12 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), FieldError> {
             format!("must be 1 to {MAX_NAME_LEN} characters long"),
         ));
     }
+    if name.chars().all(|c| c == '.') {
+        return Err(FieldError::new(
+            field,
+            format!("`{name}` is not a name (it would read as a path)"),
+        ));
+    }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
@@ -496,6 +502,7 @@ mod tests {
             (json!({"kind": ""}), "kind"),
             (json!({"kind": "a b"}), "kind"),
             (json!({"kind": "k", "queue": "x/y"}), "queue"),
+            (json!({"kind": "k", "queue": ".."}), "queue"),
             (
                 json!({"kind": "k", "delay": "1s", "run_at": "2026-05-01T12:00:00Z"}),
                 "delay",

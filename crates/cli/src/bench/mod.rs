@@ -1,7 +1,8 @@
 //! `taskwheel bench`: measures a server the way users meet it, over HTTP.
 //!
 //! It starts a server of its own (this binary, embedded store, fresh data
-//! directory) unless `--server` names one, then runs four phases:
+//! directory) unless `--server` names one. `--suite jobs` (the default) runs
+//! four phases:
 //! 1. enqueue: N jobs submitted by S concurrent producers (submit latency);
 //! 2. burn-down: M workers drain the pre-filled queue with batched lease and completion;
 //! 3. continuous: producers and workers run together (end-to-end rate, pickup latency);
@@ -10,6 +11,10 @@
 //! Pickup latency is measured inside this process (the producer stamps the
 //! payload with its monotonic clock, the worker reads it on receipt), so both
 //! ends use the same clock. RSS comes from /proc of the server process.
+//!
+//! `--suite schedules` and `--suite delayed` measure timers (see [`timers`]).
+
+mod timers;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,6 +53,25 @@ pub(crate) struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Suite::Jobs)]
+    suite: Suite,
+    /// `schedules`: schedules firing every second; `delayed`: delayed jobs pending.
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// `schedules`: how long to let them fire.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    /// Enqueue, burn-down, continuous and light-load job phases.
+    Jobs,
+    /// `--count` schedules firing every second: lateness and RSS.
+    Schedules,
+    /// `--count` delayed jobs pending far ahead, plus probes due soon: lateness and RSS.
+    Delayed,
 }
 
 /// The process under test, when the bench started it.
@@ -160,6 +184,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let client = Client::new(&url)?;
     wait_healthy(&client).await?;
     let pid = spawned.as_ref().map(|s| s.child.id());
+    match args.suite {
+        Suite::Jobs => {}
+        Suite::Schedules => return timers::schedules(&client, &args, pid).await,
+        Suite::Delayed => return timers::delayed(&client, &args, pid).await,
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = pid.and_then(rss_kib).map(|(rss, _)| rss as f64 / 1024.0);
     let epoch = Instant::now();
