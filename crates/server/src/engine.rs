@@ -204,18 +204,15 @@ impl Engine {
     }
 
     /// Fires due schedules, promotes due jobs and reaps expired leases once,
-    /// waking the queues that gained work. The timer loop calls this; tests
-    /// call it after moving a manual clock.
-    pub async fn tick(&self) -> Result<()> {
-        let now = self.now();
-        let mut woken = self.store.fire_schedules(now).await?;
-        woken.merge(self.store.promote_due(now).await?);
-        woken.merge(self.store.reap_expired(now).await?);
+    /// waking the queues that gained work; returns when the next pass is due.
+    /// The timer loop calls this; tests call it after moving a manual clock.
+    pub async fn tick(&self) -> Result<Option<Timestamp>> {
+        let (woken, next) = self.store.timer_pass(Arc::clone(&self.clock)).await?;
         self.lateness.record(&woken.due, self.now());
         for q in woken.queues {
             self.dispatch.wake(&q.tenant, &q.queue);
         }
-        Ok(())
+        Ok(next)
     }
 
     /// How late due work has been made available since the server started.

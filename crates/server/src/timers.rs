@@ -56,22 +56,14 @@ impl Engine {
             }
             self.timers.at.store(i64::MAX, Ordering::Release);
             let sleep = match self.tick().await {
-                Ok(()) => match self.store.next_timer().await {
-                    Ok(Some(next)) => {
-                        self.timers.arm(next);
-                        let wait = self.now().duration_until(next);
-                        Duration::try_from(wait)
-                            .unwrap_or(Duration::ZERO)
-                            .min(MAX_SLEEP)
-                    }
-                    Ok(None) => MAX_SLEEP,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the next timer");
-                        ERROR_PAUSE
-                    }
-                },
+                Ok(Some(next)) => {
+                    self.timers.arm(next);
+                    let wait = self.now().duration_until(next);
+                    Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX_SLEEP)
+                }
+                Ok(None) => MAX_SLEEP,
                 Err(e) => {
-                    tracing::warn!(error = %e, "timer tick failed");
+                    tracing::warn!(error = %e, "timer pass failed");
                     ERROR_PAUSE
                 }
             };

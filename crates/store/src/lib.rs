@@ -20,6 +20,7 @@ mod error;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,7 @@ use serde_json::Value;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
-use taskwheel_core::{Job, JobId, JobState, LeaseToken, NewJob};
+use taskwheel_core::{Clock, Job, JobId, JobState, LeaseToken, NewJob};
 
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
@@ -197,6 +198,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The earliest instant at which promotion, reaping or firing has work.
     async fn next_timer(&self) -> Result<Option<Timestamp>>;
+
+    /// One whole timer pass: fire due schedules, promote due jobs, reap
+    /// expired leases, and say when the next pass is due. Engines should do
+    /// it in one round trip, reading `clock` when the pass actually starts
+    /// (not when it was queued): the pass is on the path of every due job, so
+    /// its latency is the scheduler's lateness.
+    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
+        let now = clock.now();
+        let mut woken = self.fire_schedules(now).await?;
+        woken.merge(self.promote_due(now).await?);
+        woken.merge(self.reap_expired(now).await?);
+        Ok((woken, self.next_timer().await?))
+    }
 
     /// Stores a new schedule; a taken name answers [`StoreError::Conflict`].
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;

@@ -62,6 +62,9 @@ pub(crate) struct BenchArgs {
     /// `schedules`: how long to let them fire.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// `schedules`: their interval (`1s` fires each one every second; `1h` measures idle schedules).
+    #[arg(long, default_value = "1s", value_parser = taskwheel_core::parse_duration)]
+    every: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

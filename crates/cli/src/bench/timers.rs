@@ -88,15 +88,16 @@ pub(super) async fn schedules(
     args: &BenchArgs,
     pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    eprintln!("creating {} schedules firing every second", args.count);
+    eprintln!("creating {} schedules firing every {}", args.count, DurationSpec(args.every));
     let started = Instant::now();
     let c = client.clone();
+    let every = args.every;
     fan_out(args.count, args.producers, move |i| {
         let c = c.clone();
         async move {
             let request = ScheduleRequest {
                 name: Some(format!("bench-{i}")),
-                every: Some(DurationSpec(Duration::from_secs(1))),
+                every: Some(DurationSpec(every)),
                 job: Some(JobTemplate {
                     kind: "noop".into(),
                     queue: Some("sched".into()),
@@ -164,7 +165,7 @@ pub(super) async fn schedules(
         pickup.add(w.await??)?;
     }
     let lateness = server_lateness(client).await?;
-    println!("schedules firing every second       {}", args.count);
+    println!("schedules                          {} every {}", args.count, DurationSpec(args.every));
     println!("seconds measured                   {}", args.seconds);
     println!(
         "jobs received by workers           {}",

@@ -21,7 +21,7 @@ use rusqlite::Connection;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
-use taskwheel_core::{Job, JobId, LeaseToken, NewJob};
+use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
 
 use crate::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Result, ScheduleKey, Store,
@@ -196,6 +196,18 @@ impl Store for SqliteStore {
 
     async fn next_timer(&self) -> Result<Option<Timestamp>> {
         self.readers.read(ops::next_timer).await
+    }
+
+    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
+        self.writer
+            .write(move |c| {
+                let now = clock.now();
+                let mut woken = schedules::fire(c, now)?;
+                woken.merge(ops::promote_due(c, now)?);
+                woken.merge(ops::reap_expired(c, now)?);
+                Ok((woken, ops::next_timer(c)?))
+            })
+            .await
     }
 
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
