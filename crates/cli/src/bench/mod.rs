@@ -321,20 +321,7 @@ async fn drain(
                         server_side.record((inside.as_micros().max(1)) as u64)?;
                     }
                 }
-                let batch = CompleteBatch {
-                    completions: leased
-                        .iter()
-                        .map(|j| CompleteItem {
-                            id: j.job.id,
-                            lease_token: j.lease_token,
-                            result: None,
-                        })
-                        .collect(),
-                };
-                let answer = client.complete_batch(&batch).await?;
-                if let Some(failed) = answer.results.iter().find(|r| r.error.is_some()) {
-                    bail!("completion refused: {:?}", failed.error);
-                }
+                complete_all(&client, &leased).await?;
                 done.fetch_add(leased.len() as u64, Ordering::Relaxed);
             }
             let mut pickup = pickup.lock().await;
@@ -370,6 +357,31 @@ async fn light_load(client: &Client, args: &BenchArgs, epoch: Instant) -> anyhow
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     worker.await?
+}
+
+/// Completes leased jobs with one batch request; any refusal is a bench failure.
+async fn complete_all(
+    client: &Client,
+    leased: &[taskwheel_core::wire::LeasedJob],
+) -> anyhow::Result<()> {
+    if leased.is_empty() {
+        return Ok(());
+    }
+    let batch = CompleteBatch {
+        completions: leased
+            .iter()
+            .map(|j| CompleteItem {
+                id: j.job.id,
+                lease_token: j.lease_token,
+                result: None,
+            })
+            .collect(),
+    };
+    let answer = client.complete_batch(&batch).await?;
+    if let Some(failed) = answer.results.iter().find(|r| r.error.is_some()) {
+        bail!("completion refused: {:?}", failed.error);
+    }
+    Ok(())
 }
 
 fn print_report(r: &Report) {

@@ -20,9 +20,9 @@ use serde_json::json;
 use taskwheel_client::Client;
 use taskwheel_core::DurationSpec;
 use taskwheel_core::recurring::{JobTemplate, ScheduleRequest};
-use taskwheel_core::wire::{CompleteBatch, CompleteItem, LeaseRequest, SubmitJob};
+use taskwheel_core::wire::{LeaseRequest, SubmitJob};
 
-use super::{BenchArgs, Latency, histogram, rss_kib};
+use super::{BenchArgs, Latency, complete_all, histogram, rss_kib};
 
 fn mib(pid: Option<u32>) -> Option<(f64, f64)> {
     pid.and_then(rss_kib)
@@ -88,7 +88,11 @@ pub(super) async fn schedules(
     args: &BenchArgs,
     pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    eprintln!("creating {} schedules firing every {}", args.count, DurationSpec(args.every));
+    eprintln!(
+        "creating {} schedules firing every {}",
+        args.count,
+        DurationSpec(args.every)
+    );
     let started = Instant::now();
     let c = client.clone();
     let every = args.every;
@@ -142,17 +146,7 @@ pub(super) async fn schedules(
                     continue;
                 }
                 received.fetch_add(leased.len() as u64, Ordering::Relaxed);
-                let batch = CompleteBatch {
-                    completions: leased
-                        .iter()
-                        .map(|j| CompleteItem {
-                            id: j.job.id,
-                            lease_token: j.lease_token,
-                            result: None,
-                        })
-                        .collect(),
-                };
-                client.complete_batch(&batch).await?;
+                complete_all(&client, &leased).await?;
             }
             anyhow::Ok(pickup)
         }));
@@ -165,7 +159,11 @@ pub(super) async fn schedules(
         pickup.add(w.await??)?;
     }
     let lateness = server_lateness(client).await?;
-    println!("schedules                          {} every {}", args.count, DurationSpec(args.every));
+    println!(
+        "schedules                          {} every {}",
+        args.count,
+        DurationSpec(args.every)
+    );
     println!("seconds measured                   {}", args.seconds);
     println!(
         "jobs received by workers           {}",
@@ -224,19 +222,7 @@ pub(super) async fn delayed(
                     late.saturating_record(late_micros(job.job.run_at));
                 }
                 seen += leased.len() as u64;
-                let batch = CompleteBatch {
-                    completions: leased
-                        .iter()
-                        .map(|j| CompleteItem {
-                            id: j.job.id,
-                            lease_token: j.lease_token,
-                            result: None,
-                        })
-                        .collect(),
-                };
-                if !batch.completions.is_empty() {
-                    client.complete_batch(&batch).await?;
-                }
+                complete_all(&client, &leased).await?;
             }
             anyhow::Ok(late)
         })
