@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use taskwheel_client::Client;
 use taskwheel_client::executors::{BuiltinOptions, builtin_worker};
 use taskwheel_core::SystemClock;
-use taskwheel_server::Engine;
-use taskwheel_store::SqliteStore;
+use taskwheel_server::{Engine, EngineOptions};
+use taskwheel_store::{PgStore, SqliteStore};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +22,10 @@ pub(crate) struct ServerArgs {
     /// Where the embedded store keeps its data (created if missing).
     #[arg(long, env = "TASKWHEEL_DATA_DIR", default_value = "./taskwheel-data")]
     pub(crate) data_dir: PathBuf,
+    /// Use PostgreSQL instead of the embedded store (`postgres://user:pass@host/db`);
+    /// any number of nodes may share one database.
+    #[arg(long, env = "TASKWHEEL_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -32,19 +37,37 @@ pub(crate) struct DevArgs {
     pub(crate) concurrency: usize,
 }
 
+/// With several nodes, work created on another node is picked up by this
+/// node's timer loop within this bound.
+const CLUSTER_TIMER_CEILING: Duration = Duration::from_secs(1);
+
 /// Opens the store and binds the socket; errors here are the user's to fix.
 async fn start(args: &ServerArgs) -> anyhow::Result<(Arc<Engine>, TcpListener)> {
-    let store = SqliteStore::open(&args.data_dir)
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let engine = Engine::new(Arc::new(store), Arc::new(SystemClock));
+    let engine = match &args.database_url {
+        None => {
+            let store = SqliteStore::open(&args.data_dir)
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            tracing::info!(data_dir = %args.data_dir.display(), "embedded store");
+            Engine::new(Arc::new(store), Arc::new(SystemClock))
+        }
+        Some(url) => {
+            let store = PgStore::connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            let remote = store.listen().await.context("listening for other nodes")?;
+            let options = EngineOptions {
+                timer_ceiling: CLUSTER_TIMER_CEILING,
+            };
+            let engine = Engine::with_options(Arc::new(store), Arc::new(SystemClock), options);
+            tokio::spawn(Arc::clone(&engine).follow_remote_wakeups(remote));
+            tracing::info!("PostgreSQL store");
+            engine
+        }
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        data_dir = %args.data_dir.display(),
-        "taskwheel server ready"
-    );
+    tracing::info!(listen = %listener.local_addr()?, "taskwheel server ready");
     Ok((engine, listener))
 }
 

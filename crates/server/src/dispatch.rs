@@ -50,6 +50,14 @@ impl Dispatch {
         }
     }
 
+    /// Wakes every waiter of every queue.
+    pub(crate) fn wake_all(&self) {
+        let woken = std::mem::take(&mut *self.waiters.lock().expect("dispatch lock"));
+        for notify in woken.into_values().flatten() {
+            notify.notify_one();
+        }
+    }
+
     /// How many waiters are registered in all.
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {

@@ -14,9 +14,10 @@ use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
 use taskwheel_store::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Store, StoreError, Submitted,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Store, StoreError,
+    Submitted,
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::dispatch::Dispatch;
 use crate::lateness::{Lateness, LatenessSummary};
@@ -33,19 +34,47 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// Settings of an engine; the defaults suit a single node.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The longest the timer loop sleeps without asking the store again. On
+    /// one node every change re-arms it, so this is only a safety net; with
+    /// several nodes, work created elsewhere (a schedule made on another node,
+    /// a node that died) is seen within this bound.
+    pub timer_ceiling: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            timer_ceiling: Duration::from_secs(60),
+        }
+    }
+}
+
 pub struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) dispatch: Arc<Dispatch>,
     pub(crate) timers: TimerTarget,
     lateness: Lateness,
+    pub(crate) options: EngineOptions,
     /// Flipped once at shutdown so long-polls return at once instead of holding it up.
     shutdown: watch::Sender<bool>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Self::with_options(store, clock, EngineOptions::default())
+    }
+
+    pub fn with_options(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        options: EngineOptions,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            options,
             store,
             clock,
             dispatch: Arc::default(),
@@ -66,6 +95,23 @@ impl Engine {
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Wakes local long-polls for jobs made available by other nodes (the
+    /// store's cross-node notifications), until shutdown.
+    pub async fn follow_remote_wakeups(self: Arc<Self>, mut remote: broadcast::Receiver<QueueRef>) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                received = remote.recv() => match received {
+                    Ok(q) => self.dispatch.wake(&q.tenant, &q.queue),
+                    // Some notifications were dropped: wake everyone rather than miss one.
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.dispatch.wake_all(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     pub async fn submit(&self, tenant: &str, request: SubmitJob) -> Result<Submitted> {

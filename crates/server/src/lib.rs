@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Engine, EngineError, EngineOptions};
 pub use lateness::LatenessSummary;
 
 /// Serves the API on `listener` and runs the timer loop until `shutdown`

@@ -14,8 +14,6 @@ use tokio::sync::Notify;
 
 use crate::engine::Engine;
 
-/// The longest the loop sleeps without looking again; a safety net, not the mechanism.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// Pause after a store error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -59,9 +57,11 @@ impl Engine {
                 Ok(Some(next)) => {
                     self.timers.arm(next);
                     let wait = self.now().duration_until(next);
-                    Duration::try_from(wait).unwrap_or(Duration::ZERO).min(MAX_SLEEP)
+                    Duration::try_from(wait)
+                        .unwrap_or(Duration::ZERO)
+                        .min(self.options.timer_ceiling)
                 }
-                Ok(None) => MAX_SLEEP,
+                Ok(None) => self.options.timer_ceiling,
                 Err(e) => {
                     tracing::warn!(error = %e, "timer pass failed");
                     ERROR_PAUSE

@@ -17,6 +17,11 @@ pub enum StoreError {
     /// The engine failed (I/O, corruption, a bug); the message is for the log, not the client.
     #[error("storage engine: {0}")]
     Backend(String),
+    /// The database cannot be reached right now (connection refused or lost,
+    /// pool exhausted, server shutting down); the request may succeed if
+    /// retried later. Only engines with a database server report it.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The store has shut down.
     #[error("the store is closed")]
     Closed,

@@ -7,6 +7,10 @@
 //! - [`sqlite`]: the embedded default. One writer thread owns the write
 //!   connection and groups concurrent operations into one transaction and one
 //!   fsync; a small pool of read connections serves lookups (WAL mode).
+//! - [`postgres`]: for several nodes sharing one PostgreSQL database. Every
+//!   operation is one transaction on a connection pool; dequeue is
+//!   `FOR UPDATE SKIP LOCKED`, and `LISTEN/NOTIFY` tells other nodes when jobs
+//!   become available.
 //!
 //! [`conformance`] is the behaviour every engine must show; each engine's
 //! tests run it.
@@ -17,6 +21,7 @@
 
 pub mod conformance;
 mod error;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeSet;
@@ -32,6 +37,7 @@ use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::{Clock, Job, JobId, JobState, LeaseToken, NewJob};
 
 pub use error::StoreError;
+pub use postgres::{PgConfig, PgStore};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

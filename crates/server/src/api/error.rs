@@ -55,6 +55,13 @@ impl From<StoreError> for ApiError {
                 Self::new(ErrorCode::InvalidState, t.to_string())
             }
             StoreError::Closed => Self::new(ErrorCode::Unavailable, "the server is shutting down"),
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry shortly",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::new(ErrorCode::Internal, "internal error; see the server log")

@@ -33,7 +33,10 @@ impl TestServer {
     async fn with_clock(clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).expect("open store");
-        let engine = Engine::new(Arc::new(store), clock);
+        Self::serve(Engine::new(Arc::new(store), clock), dir).await
+    }
+
+    async fn serve(engine: Arc<Engine>, dir: tempfile::TempDir) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -132,4 +135,17 @@ async fn decode(resp: reqwest::Response) -> (u16, Value) {
         serde_json::from_str(&text).expect("JSON body")
     };
     (status, body)
+}
+
+impl TestServer {
+    /// A node on a shared store, woken by the other nodes through `remote`.
+    pub(crate) async fn on_store(
+        store: Arc<dyn taskwheel_store::Store>,
+        remote: tokio::sync::broadcast::Receiver<taskwheel_store::QueueRef>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let engine = Engine::new(store, clock);
+        tokio::spawn(engine.clone().follow_remote_wakeups(remote));
+        Self::serve(engine, tempfile::tempdir().expect("tempdir")).await
+    }
 }

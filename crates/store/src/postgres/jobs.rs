@@ -1,0 +1,749 @@
+//! The SQL of every job operation. Each function runs inside the caller's
+//! [`Tx`] (one transaction per store operation) or, for single-statement
+//! reads, directly on the pool.
+//!
+//! Locking, so that several nodes can share the database:
+//! - **Lease** selects its candidates `FOR UPDATE SKIP LOCKED`: two leasers
+//!   never wait for each other and never see the same row; a row another
+//!   transaction is leasing is simply skipped. Only then are the locked rows
+//!   updated, by id, so nothing unlocked is ever claimed.
+//! - **Transitions** of one job (heartbeat, complete, fail, snooze, cancel,
+//!   rerun) load the row `FOR UPDATE`, ask `taskwheel_core::lifecycle`, and
+//!   write the verdict: a concurrent transition of the same job waits, then
+//!   re-reads the committed state and is judged on it (a stale lease token
+//!   loses). A worker's report locks the row only while it is running, so a
+//!   stale report never hides an available job from a leaser. Batch
+//!   completion locks its rows in id order, so two batches cannot deadlock
+//!   each other. A refused transition rolls back at once, releasing its lock.
+//! - **Promotion and reaping** take due rows `FOR UPDATE SKIP LOCKED` in
+//!   slices: several nodes' timer passes split the work instead of queueing
+//!   behind each other.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use sqlx_core::query::query;
+use sqlx_core::query_scalar::query_scalar;
+use sqlx_core::row::Row;
+use sqlx_core::sql_str::AssertSqlSafe;
+use sqlx_postgres::{PgExecutor, PgPool};
+use taskwheel_core::lifecycle::{self, CancelEffect, FailureCause, FailureVerdict};
+use taskwheel_core::time::add;
+use taskwheel_core::{
+    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, RetryPolicy, RunningLease,
+};
+use uuid::Uuid;
+
+use super::error::Res;
+use super::rows::{self, At, Running, int, job_columns, running_columns, to_millis};
+use super::tx::Tx;
+use crate::{
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, StoreError,
+    Submitted, Woken,
+};
+
+/// Promotion and reaping work in slices of this many jobs per statement.
+const SLICE: i64 = 1000;
+
+impl Running {
+    /// The current lease, if `token` holds it.
+    fn check(&self, token: LeaseToken) -> Result<&RunningLease> {
+        lifecycle::check_lease(self.state, self.lease.as_ref(), token)?;
+        self.lease.as_ref().ok_or(StoreError::Transition(
+            lifecycle::TransitionError::StaleLease,
+        ))
+    }
+}
+
+pub(super) async fn submit(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Submitted> {
+    let key = job.idempotency_key.clone();
+    let tenant = job.tenant.clone();
+    if let Some(job) = insert_job(tx, job, now).await? {
+        return Ok(Submitted {
+            job,
+            deduplicated: false,
+        });
+    }
+    // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key
+    // to commit; this statement's fresh snapshot sees the winner.
+    if let Some(key) = key {
+        let existing = query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
+        ))
+        .bind(&tenant)
+        .bind(&key)
+        .fetch_optional(tx.conn())
+        .await?;
+        if let Some(row) = existing {
+            return Ok(Submitted {
+                job: rows::job(&row)?,
+                deduplicated: true,
+            });
+        }
+    }
+    // Fresh v7 ids do not collide, and a submitted job has no schedule tick.
+    Err(StoreError::Backend("a submitted job collided on insert".into()).into())
+}
+
+/// Inserts a job; `None` when it collides with an existing one on a unique
+/// index: the same idempotency key, or the same (schedule, tick).
+pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Option<Job>> {
+    let state = job.initial_state(now);
+    let inserted = query(
+        "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
+         updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(job.id.0)
+    .bind(&job.tenant)
+    .bind(&job.queue)
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(i16::from(job.priority.get()))
+    .bind(state.as_str())
+    .bind(At(job.run_at))
+    .bind(At(job.created_at))
+    .bind(job.timeout.map(to_millis))
+    .bind(serde_json::to_value(&job.retry)?)
+    .bind(&job.idempotency_key)
+    .bind(serde_json::to_value(&job.tags)?)
+    .bind(job.schedule.map(|(id, _)| id.0))
+    .bind(job.schedule.map(|(_, tick)| At(tick)))
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+    if state == JobState::Available {
+        tx.wake(&job.tenant, &job.queue);
+    }
+    Ok(Some(Job {
+        id: job.id,
+        tenant: job.tenant,
+        queue: job.queue,
+        kind: job.kind,
+        payload: job.payload,
+        priority: job.priority,
+        state,
+        run_at: job.run_at,
+        created_at: job.created_at,
+        updated_at: job.created_at,
+        finished_at: None,
+        timeout: job.timeout,
+        retry: job.retry,
+        idempotency_key: job.idempotency_key,
+        tags: job.tags,
+        schedule_id: job.schedule.map(|(id, _)| id),
+        fire_time: job.schedule.map(|(_, tick)| tick),
+        attempt: 0,
+        cancel_requested: false,
+        lease: None,
+        attempts: Vec::new(),
+    }))
+}
+
+/// A job with its finished attempts, in one statement (one snapshot).
+pub(super) async fn get_job(pool: &PgPool, tenant: &str, id: JobId) -> Res<Job> {
+    let found = query(concat!(
+        "SELECT j.*, a.* FROM (SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = $1 AND tenant = $2) AS j \
+         LEFT JOIN LATERAL (SELECT number, worker, started_at, finished_at, outcome, error, result \
+         FROM attempts WHERE job_id = j.id) AS a ON true ORDER BY a.number"
+    ))
+    .bind(id.0)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    let first = found.first().ok_or(StoreError::NotFound)?;
+    let mut job = rows::job(first)?;
+    // The job's 25 columns, then the attempt's 7 (all NULL without attempts).
+    for row in &found {
+        if row.try_get::<Option<i32>, _>(25)?.is_some() {
+            job.attempts.push(rows::attempt(row, 25)?);
+        }
+    }
+    Ok(job)
+}
+
+async fn load_job(tx: &mut Tx, tenant: &str, id: JobId, lock: bool) -> Res<Job> {
+    let sql = if lock {
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $1 AND tenant = $2 FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $1 AND tenant = $2"
+        )
+    };
+    let row = query(sql)
+        .bind(id.0)
+        .bind(tenant)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    rows::job(&row)
+}
+
+pub(super) async fn list_jobs(pool: &PgPool, tenant: &str, filter: &JobFilter) -> Res<Vec<Job>> {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE tenant = $1"
+    ));
+    let mut n = 1;
+    let mut arg = |sql: &mut String, clause: &str| {
+        n += 1;
+        // Writing to a String cannot fail.
+        let _ = write!(sql, " AND {clause} ${n}");
+    };
+    if filter.queue.is_some() {
+        arg(&mut sql, "queue =");
+    }
+    if filter.state.is_some() {
+        arg(&mut sql, "state =");
+    }
+    if filter.kind.is_some() {
+        arg(&mut sql, "kind =");
+    }
+    if filter.before.is_some() {
+        arg(&mut sql, "id <");
+    }
+    let _ = write!(sql, " ORDER BY id DESC LIMIT ${}", n + 1);
+    // Only placeholders are spliced in; every value is bound.
+    let mut q = query(AssertSqlSafe(sql)).bind(tenant);
+    if let Some(queue) = &filter.queue {
+        q = q.bind(queue);
+    }
+    if let Some(state) = filter.state {
+        q = q.bind(state.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        q = q.bind(kind);
+    }
+    if let Some(before) = filter.before {
+        q = q.bind(before.0);
+    }
+    let found = q.bind(i64::from(filter.limit)).fetch_all(pool).await?;
+    found.iter().map(rows::job).collect()
+}
+
+pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<Vec<LeasedJob>> {
+    if p.max == 0 || p.queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Lock first, then update by id: a plain `UPDATE ... WHERE id IN (SELECT
+    // ... LIMIT n)` does not lock its subquery and can claim a row twice.
+    // One queue (the common case) walks `jobs_available` in dispatch order
+    // and stops after `max` rows; several queues have no single index order,
+    // so PostgreSQL sorts their available rows (exact, but its cost grows
+    // with their backlog).
+    let candidates = if let [queue] = p.queues.as_slice() {
+        query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE tenant = $1 AND state = 'available' AND queue = $2 \
+             ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(&p.tenant)
+        .bind(queue)
+        .bind(i64::from(p.max))
+        .fetch_all(tx.conn())
+        .await?
+    } else {
+        query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE tenant = $1 AND state = 'available' AND queue = ANY($2) \
+             ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(&p.tenant)
+        .bind(&p.queues)
+        .bind(i64::from(p.max))
+        .fetch_all(tx.conn())
+        .await?
+    };
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut leased = Vec::with_capacity(candidates.len());
+    let (mut ids, mut tokens, mut expiries, mut deadlines) = (vec![], vec![], vec![], vec![]);
+    for row in &candidates {
+        let mut job = rows::job(row)?;
+        let deadline = lifecycle::attempt_deadline(now, job.timeout);
+        let lease = RunningLease {
+            token: LeaseToken::random(),
+            worker: p.worker.clone(),
+            started_at: now,
+            expires_at: lifecycle::lease_expiry(now, p.lease, deadline),
+            deadline,
+            duration: p.lease,
+        };
+        ids.push(job.id.0);
+        tokens.push(lease.token.0);
+        expiries.push(At(lease.expires_at));
+        deadlines.push(lease.deadline.map(At));
+        job.state = JobState::Running;
+        job.attempt += 1;
+        job.updated_at = now;
+        let (token, expires_at) = (lease.token, lease.expires_at);
+        job.lease = Some(lease);
+        leased.push(LeasedJob {
+            job,
+            token,
+            expires_at,
+        });
+    }
+    query(
+        "UPDATE jobs AS j SET state = 'running', attempt = j.attempt + 1, \
+         attempts_total = j.attempts_total + 1, lease_token = u.token, worker = $5, started_at = $6, \
+         lease_expires_at = u.expires_at, deadline = u.deadline, lease_ms = $7, updated_at = $6 \
+         FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
+         AS u(id, token, expires_at, deadline) WHERE j.id = u.id",
+    )
+    .bind(ids)
+    .bind(tokens)
+    .bind(expiries)
+    .bind(deadlines)
+    .bind(&p.worker)
+    .bind(At(now))
+    .bind(to_millis(p.lease))
+    .execute(tx.conn())
+    .await?;
+    Ok(leased)
+}
+
+/// Loads and locks a running job for a worker's report. Only a running row
+/// is locked: a leaser skips locked rows, so locking an available job (say,
+/// for a stale heartbeat after the job was reaped) would hide it from a
+/// lease for no reason. A job that is not running gets its verdict from the
+/// lifecycle without a lock.
+async fn load_running(tx: &mut Tx, tenant: &str, id: JobId, token: LeaseToken) -> Res<Running> {
+    let row = query(concat!(
+        "SELECT ",
+        running_columns!(),
+        " FROM jobs WHERE id = $1 AND tenant = $2 AND state = 'running' FOR UPDATE"
+    ))
+    .bind(id.0)
+    .bind(tenant)
+    .fetch_optional(tx.conn())
+    .await?;
+    match row {
+        Some(row) => rows::running(&row),
+        None => Err(not_running(tx, tenant, id, token).await?.into()),
+    }
+}
+
+/// Why a job is not there to report on: no such job, or the lifecycle's
+/// verdict on a job that is not running (a stale lease).
+async fn not_running(tx: &mut Tx, tenant: &str, id: JobId, token: LeaseToken) -> Res<StoreError> {
+    let state: Option<String> =
+        query_scalar("SELECT state FROM jobs WHERE id = $1 AND tenant = $2")
+            .bind(id.0)
+            .bind(tenant)
+            .fetch_optional(tx.conn())
+            .await?;
+    let Some(state) = state else {
+        return Ok(StoreError::NotFound);
+    };
+    let state: JobState = state.parse().map_err(StoreError::Backend)?;
+    Ok(match lifecycle::check_lease(state, None, token) {
+        Err(e) => e.into(),
+        // Not running, yet the lifecycle accepts the token: impossible, but
+        // say so rather than pretend.
+        Ok(()) => StoreError::Backend(format!("job {id} is {state} but holds a lease")),
+    })
+}
+
+pub(super) async fn heartbeat(
+    tx: &mut Tx,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    now: Timestamp,
+) -> Res<Heartbeat> {
+    let running = load_running(tx, tenant, id, token).await?;
+    let lease = running.check(token)?;
+    let expires_at = lifecycle::lease_expiry(now, lease.duration, lease.deadline);
+    query("UPDATE jobs SET lease_expires_at = $2 WHERE id = $1")
+        .bind(id.0)
+        .bind(At(expires_at))
+        .execute(tx.conn())
+        .await?;
+    Ok(Heartbeat {
+        expires_at,
+        cancel_requested: running.cancel_requested,
+    })
+}
+
+/// Completes a batch in three statements whatever its size: lock the rows
+/// (in id order), record the attempts, finish the jobs. Items are judged one
+/// by one, so a stale token fails only its own item.
+pub(super) async fn complete(
+    tx: &mut Tx,
+    tenant: &str,
+    items: Vec<Completion>,
+    now: Timestamp,
+) -> Res<Vec<Result<Moved>>> {
+    let ids: Vec<Uuid> = items.iter().map(|i| i.id.0).collect();
+    let locked = query(concat!(
+        "SELECT ",
+        running_columns!(),
+        " FROM jobs WHERE id = ANY($1) AND tenant = $2 AND state = 'running' ORDER BY id FOR UPDATE"
+    ))
+    .bind(&ids)
+    .bind(tenant)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut jobs = HashMap::with_capacity(locked.len());
+    for row in &locked {
+        let running = rows::running(row)?;
+        jobs.insert(running.id, running);
+    }
+    let mut finished = HashSet::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let (mut done, mut numbers, mut workers, mut started, mut results) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for item in items {
+        let Some(running) = jobs.get(&item.id) else {
+            outcomes.push(Err(not_running(tx, tenant, item.id, item.token).await?));
+            continue;
+        };
+        if finished.contains(&item.id) {
+            // Listed twice: the first completion ended the lease.
+            outcomes.push(Err(lifecycle::TransitionError::StaleLease.into()));
+            continue;
+        }
+        match running.check(item.token) {
+            Ok(lease) => {
+                finished.insert(item.id);
+                done.push(item.id.0);
+                numbers.push(int(running.attempts_total));
+                workers.push(lease.worker.clone());
+                started.push(At(lease.started_at));
+                results.push(item.result.map(rows::storable_json));
+                outcomes.push(Ok(Moved {
+                    state: JobState::Succeeded,
+                    run_at: None,
+                    queue: running.queue.clone(),
+                }));
+            }
+            Err(e) => outcomes.push(Err(e)),
+        }
+    }
+    if done.is_empty() {
+        return Ok(outcomes);
+    }
+    query(
+        "INSERT INTO attempts (job_id, number, worker, started_at, finished_at, outcome, result) \
+         SELECT u.job_id, u.number, u.worker, u.started_at, $5, $6, u.result \
+         FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $7::jsonb[]) \
+         AS u(job_id, number, worker, started_at, result)",
+    )
+    .bind(&done)
+    .bind(numbers)
+    .bind(workers)
+    .bind(started)
+    .bind(At(now))
+    .bind(AttemptOutcome::Succeeded.as_str())
+    .bind(results)
+    .execute(tx.conn())
+    .await?;
+    query(
+        "UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
+         worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
+         WHERE id = ANY($1)",
+    )
+    .bind(&done)
+    .bind(JobState::Succeeded.as_str())
+    .bind(At(now))
+    .execute(tx.conn())
+    .await?;
+    Ok(outcomes)
+}
+
+pub(super) async fn fail(
+    tx: &mut Tx,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    error: String,
+    cause: FailureCause,
+    now: Timestamp,
+) -> Res<Moved> {
+    let running = load_running(tx, tenant, id, token).await?;
+    let lease = running.check(token)?.clone();
+    apply_failure(tx, &running, &lease, cause, error, now).await
+}
+
+/// Ends a running attempt without success and moves the job where the lifecycle says.
+async fn apply_failure(
+    tx: &mut Tx,
+    running: &Running,
+    lease: &RunningLease,
+    cause: FailureCause,
+    error: String,
+    now: Timestamp,
+) -> Res<Moved> {
+    let retry: RetryPolicy = serde_json::from_value(running.retry.clone())?;
+    let verdict = lifecycle::on_failure(
+        running.attempt,
+        &retry,
+        running.cancel_requested,
+        cause,
+        now,
+        fastrand::f64(),
+    );
+    end_attempt(tx, running, lease, cause.outcome(), Some(error), now).await?;
+    match verdict {
+        FailureVerdict::RetryAt(at) => put_back(tx, running, at, 0, now).await,
+        FailureVerdict::Dead | FailureVerdict::Cancelled => {
+            let state = verdict.state(now);
+            finish(tx, running.id, state, now).await?;
+            if let (JobState::Failed, Some(schedule)) = (state, running.schedule_id) {
+                // A schedule's health counts its dead-lettered runs.
+                query("UPDATE schedules SET failed = failed + 1 WHERE id = $1")
+                    .bind(schedule)
+                    .execute(tx.conn())
+                    .await?;
+            }
+            Ok(Moved {
+                state,
+                run_at: None,
+                queue: running.queue.clone(),
+            })
+        }
+    }
+}
+
+pub(super) async fn snooze(
+    tx: &mut Tx,
+    tenant: &str,
+    id: JobId,
+    token: LeaseToken,
+    delay: Duration,
+    now: Timestamp,
+) -> Res<Moved> {
+    let running = load_running(tx, tenant, id, token).await?;
+    let lease = running.check(token)?.clone();
+    end_attempt(tx, &running, &lease, AttemptOutcome::Released, None, now).await?;
+    // A snooze is not a failure: give the attempt back to the budget.
+    put_back(tx, &running, add(now, delay), 1, now).await
+}
+
+/// Records the attempt that just ended.
+async fn end_attempt(
+    tx: &mut Tx,
+    running: &Running,
+    lease: &RunningLease,
+    outcome: AttemptOutcome,
+    error: Option<String>,
+    now: Timestamp,
+) -> Res<()> {
+    query(
+        "INSERT INTO attempts (job_id, number, worker, started_at, finished_at, outcome, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(running.id.0)
+    .bind(int(running.attempts_total))
+    .bind(&lease.worker)
+    .bind(At(lease.started_at))
+    .bind(At(now))
+    .bind(outcome.as_str())
+    .bind(error.map(rows::storable))
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Moves a job to a final state and clears its lease.
+async fn finish(tx: &mut Tx, id: JobId, state: JobState, now: Timestamp) -> Res<()> {
+    query(
+        "UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
+         worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(state.as_str())
+    .bind(At(now))
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Returns a job to the queue, due at `at`; `refund` attempts are given back.
+async fn put_back(
+    tx: &mut Tx,
+    running: &Running,
+    at: Timestamp,
+    refund: u32,
+    now: Timestamp,
+) -> Res<Moved> {
+    let state = if at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Available
+    };
+    query(
+        "UPDATE jobs SET state = $2, run_at = $3, attempt = attempt - $4, updated_at = $5, \
+         lease_token = NULL, worker = NULL, started_at = NULL, lease_expires_at = NULL, \
+         deadline = NULL, lease_ms = NULL WHERE id = $1",
+    )
+    .bind(running.id.0)
+    .bind(state.as_str())
+    .bind(At(at))
+    .bind(int(refund))
+    .bind(At(now))
+    .execute(tx.conn())
+    .await?;
+    if state == JobState::Available {
+        tx.wake(&running.tenant, &running.queue);
+    }
+    Ok(Moved {
+        state,
+        run_at: Some(at),
+        queue: running.queue.clone(),
+    })
+}
+
+pub(super) async fn cancel(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) -> Res<Job> {
+    let job = load_job(tx, tenant, id, true).await?;
+    match lifecycle::cancel(job.state)? {
+        CancelEffect::Cancelled => finish(tx, id, JobState::Cancelled, now).await?,
+        CancelEffect::Requested => {
+            query("UPDATE jobs SET cancel_requested = true, updated_at = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(At(now))
+                .execute(tx.conn())
+                .await?;
+        }
+    }
+    load_job(tx, tenant, id, false).await
+}
+
+pub(super) async fn rerun(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) -> Res<Job> {
+    let job = load_job(tx, tenant, id, true).await?;
+    lifecycle::rerun(job.state)?;
+    query(
+        "UPDATE jobs SET state = 'available', run_at = $2, updated_at = $2, finished_at = NULL, \
+         attempt = 0, cancel_requested = false WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(At(now))
+    .execute(tx.conn())
+    .await?;
+    tx.wake(&job.tenant, &job.queue);
+    load_job(tx, tenant, id, false).await
+}
+
+pub(super) async fn promote_due(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
+    let mut woken = Woken::default();
+    loop {
+        let moved = query(
+            "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= $1 \
+             ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs AS j SET state = 'available', updated_at = $1 FROM due WHERE j.id = due.id \
+             RETURNING j.tenant, j.queue, j.run_at",
+        )
+        .bind(At(now))
+        .bind(SLICE)
+        .fetch_all(tx.conn())
+        .await?;
+        for row in &moved {
+            let queue = QueueRef {
+                tenant: row.try_get(0)?,
+                queue: row.try_get(1)?,
+            };
+            tx.wake(&queue.tenant, &queue.queue);
+            woken.queues.insert(queue);
+            woken.due.push(row.try_get::<At, _>(2)?.0);
+        }
+        if (moved.len() as i64) < SLICE {
+            return Ok(woken);
+        }
+    }
+}
+
+pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
+    let mut woken = Woken::default();
+    loop {
+        let expired = query(concat!(
+            "SELECT ",
+            running_columns!(),
+            " FROM jobs WHERE state = 'running' AND lease_expires_at <= $1 \
+             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(At(now))
+        .bind(SLICE)
+        .fetch_all(tx.conn())
+        .await?;
+        for row in &expired {
+            let running = rows::running(row)?;
+            let Some(lease) = running.lease.clone() else {
+                continue;
+            };
+            let cause = lifecycle::expiry_cause(&lease, now);
+            let error = match cause {
+                FailureCause::TimedOut => format!(
+                    "timed out: the attempt ran past its deadline {}",
+                    lease.deadline.map(|d| d.to_string()).unwrap_or_default()
+                ),
+                _ => format!(
+                    "lease expired: worker `{}` stopped heartbeating",
+                    lease.worker
+                ),
+            };
+            let moved = apply_failure(tx, &running, &lease, cause, error, now).await?;
+            if moved.state == JobState::Available {
+                woken.queues.insert(QueueRef {
+                    tenant: running.tenant.clone(),
+                    queue: running.queue.clone(),
+                });
+            }
+        }
+        if (expired.len() as i64) < SLICE {
+            return Ok(woken);
+        }
+    }
+}
+
+/// The earliest instant with timer work; each `MIN` is one descent of a partial index.
+pub(super) async fn next_timer<'c>(db: impl PgExecutor<'c>) -> Res<Option<Timestamp>> {
+    let next: Option<At> = query_scalar(
+        "SELECT LEAST(\
+         (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'), \
+         (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'), \
+         (SELECT MIN(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL))",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(next.map(|at| at.0))
+}
+
+/// The queues that have available jobs now: after the listener lost its
+/// connection, these are announced again, since notifications sent while it
+/// was away are gone.
+pub(super) async fn available_queues(pool: &PgPool) -> Res<Vec<QueueRef>> {
+    let found = query("SELECT DISTINCT tenant, queue FROM jobs WHERE state = 'available'")
+        .fetch_all(pool)
+        .await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok(QueueRef {
+                tenant: row.try_get(0)?,
+                queue: row.try_get(1)?,
+            })
+        })
+        .collect()
+}

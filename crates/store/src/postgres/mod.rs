@@ -1,0 +1,390 @@
+//! The PostgreSQL engine, for several taskwheel nodes sharing one database.
+//!
+//! # Layout
+//! - `schema`: tables, indexes and embedded migrations, applied by
+//!   [`PgStore::connect`] under an advisory lock so nodes starting together
+//!   migrate once.
+//! - `jobs`, `schedules`: the SQL of each operation, as functions over a
+//!   `tx::Tx`; transitions are decided by `taskwheel_core::lifecycle`.
+//! - `tx`: one operation's transaction; it notifies other nodes of newly
+//!   available jobs as part of its commit.
+//! - `listen`: the receiving side of those notifications
+//!   ([`PgStore::listen`]), on the channel [`CHANNEL`].
+//! - `rows`: row mapping, and `timestamptz` for `jiff::Timestamp`.
+//!
+//! # Concurrency
+//! Every [`Store`] operation is one transaction at READ COMMITTED on a pooled
+//! connection (reads are one statement). Nodes coordinate only through row
+//! locks and unique indexes, never through memory:
+//! - dequeue, promotion, reaping and schedule firing take their rows
+//!   `FOR UPDATE SKIP LOCKED`, so nodes split the work instead of waiting, and
+//!   a row is never claimed twice;
+//! - a transition of one job locks its row `FOR UPDATE`, so a concurrent
+//!   transition is judged on the committed state (the lease token fences a
+//!   stale worker);
+//! - idempotent submission and schedule ticks insert `ON CONFLICT DO NOTHING`
+//!   on the unique (tenant, idempotency_key) and (schedule_id, fire_time)
+//!   indexes: the database, not the code path, guarantees one job per key or
+//!   tick.
+//!
+//! A deadlock or a connection that broke before COMMIT rolls the transaction
+//! back; it is run again from the start (see `error.rs`).
+
+mod error;
+mod jobs;
+mod listen;
+mod rows;
+mod schedules;
+mod schema;
+mod tx;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use taskwheel_core::firing::ScheduleId;
+use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::recurring::ScheduleRecord;
+use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
+use tokio::sync::{Mutex, broadcast};
+
+use crate::{
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, ScheduleKey,
+    Store, StoreError, Submitted, Woken,
+};
+use error::{Fault, Res};
+use tx::Tx;
+
+pub use listen::CHANNEL;
+
+/// How many times a transaction runs when it keeps losing deadlocks.
+const MAX_CONFLICT_TRIES: u32 = 3;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database`, with libpq-style
+    /// parameters (`sslmode`, ...).
+    pub url: String,
+    /// The schema that holds taskwheel's tables, created if missing; `None`
+    /// uses the role's `search_path` (usually `public`). A plain identifier:
+    /// lowercase letters, digits and `_`.
+    pub schema: Option<String>,
+    /// The pool's size: the most operations in flight at once on this node.
+    pub max_connections: u32,
+    /// How long an operation waits for a free connection before it answers
+    /// [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// Shown in `pg_stat_activity`; the listener's connection adds `-listener`.
+    pub application_name: String,
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            application_name: "taskwheel".into(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(schema) = &self.schema {
+            let plain = !schema.is_empty()
+                && schema.len() <= 63
+                && !schema.starts_with(|c: char| c.is_ascii_digit())
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !plain {
+                return Err(StoreError::Backend(format!(
+                    "invalid PostgreSQL schema name `{schema}`: use lowercase letters, digits and `_`"
+                )));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(StoreError::Backend(
+                "the PostgreSQL pool needs at least one connection".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The PostgreSQL engine. Cheap to share behind an `Arc`; every node of a
+/// cluster opens its own on the same database.
+pub struct PgStore {
+    pool: PgPool,
+    /// Connection options of the listener's dedicated connection.
+    listener_options: PgConnectOptions,
+    /// Started by the first [`PgStore::listen`]; a tokio Mutex because
+    /// starting it awaits the `LISTEN`.
+    listener: Mutex<Option<listen::Listener>>,
+    max_connections: u32,
+}
+
+/// Runs `$body`, an expression yielding a future that uses `$tx: &mut Tx`,
+/// in a fresh transaction, and commits it. A deadlock or a connection lost
+/// before COMMIT rolls everything back, so the whole body runs again (a
+/// macro, not a closure, so the body can borrow the caller's arguments on
+/// every run).
+macro_rules! transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let store: &PgStore = $store;
+        let (mut conflicts, mut disconnects) = (0u32, 0u32);
+        loop {
+            let outcome = async {
+                let mut tx = Tx::begin(&store.pool).await?;
+                let value = {
+                    let $tx = &mut tx;
+                    $body.await
+                };
+                match value {
+                    Ok(value) => {
+                        tx.commit().await?;
+                        Res::Ok(value)
+                    }
+                    Err(fault) => {
+                        tx.rollback().await;
+                        Err(fault)
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(value) => break Ok(value),
+                Err(Fault::Transient(message)) if conflicts + 1 < MAX_CONFLICT_TRIES => {
+                    conflicts += 1;
+                    tracing::debug!(%message, "transaction lost a conflict; running it again");
+                }
+                Err(Fault::Disconnected(message)) if disconnects < store.max_connections => {
+                    disconnects += 1;
+                    tracing::debug!(%message, "connection lost before commit; running it again");
+                }
+                Err(fault) => break Err(StoreError::from(fault)),
+            }
+        }
+    }};
+}
+
+/// Runs a read (`$body` uses `$db: &PgPool`), again on another connection if
+/// the first one turns out to be dead.
+macro_rules! read {
+    ($store:expr, |$db:ident| $body:expr) => {{
+        let store: &PgStore = $store;
+        let mut disconnects = 0u32;
+        loop {
+            let $db = &store.pool;
+            match $body.await {
+                Ok(value) => break Ok(value),
+                Err(Fault::Disconnected(message)) if disconnects < store.max_connections => {
+                    disconnects += 1;
+                    tracing::debug!(%message, "connection lost; reading again");
+                }
+                Err(fault) => break Err(StoreError::from(fault)),
+            }
+        }
+    }};
+}
+
+impl PgStore {
+    /// Connects with the defaults of [`PgConfig::new`] and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(PgConfig::new(url)).await
+    }
+
+    /// Connects, creates the schema if named and missing, and migrates it.
+    pub async fn connect_with(config: PgConfig) -> Result<Self> {
+        config.validate()?;
+        let mut options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = &config.schema {
+            // Set at connection startup: no extra round trip, and every
+            // connection the pool ever opens gets it.
+            options = options.options([("search_path", schema)]);
+        }
+        let listener_options = options
+            .clone()
+            .application_name(&format!("{}-listener", config.application_name));
+        let options = options.application_name(&config.application_name);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            // A ping per acquire would add a round trip to every operation;
+            // a dead connection instead fails at BEGIN and the operation
+            // runs again on another (`transaction!`).
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        schema::migrate(&pool, config.schema.as_deref()).await?;
+        Ok(Self {
+            pool,
+            listener_options,
+            listener: Mutex::new(None),
+            max_connections: config.max_connections,
+        })
+    }
+
+    /// A receiver of the queues in which jobs just became available, on any
+    /// node of the cluster (this one included), from `LISTEN` on [`CHANNEL`].
+    ///
+    /// The first call opens the listener's own connection and returns once
+    /// `LISTEN` is in effect; later calls share it. The listener reconnects
+    /// by itself and then announces every queue that has available jobs, to
+    /// make up for notifications lost meanwhile. On
+    /// `broadcast::error::RecvError::Lagged`, wake every waiter.
+    pub async fn listen(&self) -> Result<broadcast::Receiver<QueueRef>> {
+        let mut listener = self.listener.lock().await;
+        if let Some(running) = listener.as_ref() {
+            return Ok(running.subscribe());
+        }
+        let (running, receiver) =
+            listen::Listener::start(self.listener_options.clone(), self.pool.clone()).await?;
+        *listener = Some(running);
+        Ok(receiver)
+    }
+
+    /// Closes every connection, waiting for operations in flight; later
+    /// operations answer [`StoreError::Closed`].
+    pub async fn close(&self) {
+        self.listener.lock().await.take();
+        self.pool.close().await;
+    }
+}
+
+async fn timer_pass(tx: &mut Tx, clock: &dyn Clock) -> Res<(Woken, Option<Timestamp>)> {
+    // Read after BEGIN: the pass's `now` is when it really runs.
+    let now = clock.now();
+    let mut woken = schedules::fire(tx, now).await?;
+    woken.merge(jobs::promote_due(tx, now).await?);
+    woken.merge(jobs::reap_expired(tx, now).await?);
+    let next = jobs::next_timer(tx.conn()).await?;
+    Ok((woken, next))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted> {
+        transaction!(self, |tx| jobs::submit(tx, job.clone(), now))
+    }
+
+    async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job> {
+        read!(self, |db| jobs::get_job(db, tenant, id))
+    }
+
+    async fn list_jobs(&self, tenant: &str, filter: &JobFilter) -> Result<Vec<Job>> {
+        read!(self, |db| jobs::list_jobs(db, tenant, filter))
+    }
+
+    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
+        transaction!(self, |tx| jobs::lease(tx, &params, now))
+    }
+
+    async fn heartbeat(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        now: Timestamp,
+    ) -> Result<Heartbeat> {
+        transaction!(self, |tx| jobs::heartbeat(tx, tenant, id, token, now))
+    }
+
+    async fn complete(
+        &self,
+        tenant: &str,
+        items: Vec<Completion>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Moved>>> {
+        transaction!(self, |tx| jobs::complete(tx, tenant, items.clone(), now))
+    }
+
+    async fn fail(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        error: String,
+        cause: FailureCause,
+        now: Timestamp,
+    ) -> Result<Moved> {
+        transaction!(self, |tx| jobs::fail(
+            tx,
+            tenant,
+            id,
+            token,
+            error.clone(),
+            cause,
+            now
+        ))
+    }
+
+    async fn snooze(
+        &self,
+        tenant: &str,
+        id: JobId,
+        token: LeaseToken,
+        delay: Duration,
+        now: Timestamp,
+    ) -> Result<Moved> {
+        transaction!(self, |tx| jobs::snooze(tx, tenant, id, token, delay, now))
+    }
+
+    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+        transaction!(self, |tx| jobs::cancel(tx, tenant, id, now))
+    }
+
+    async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+        transaction!(self, |tx| jobs::rerun(tx, tenant, id, now))
+    }
+
+    async fn promote_due(&self, now: Timestamp) -> Result<Woken> {
+        transaction!(self, |tx| jobs::promote_due(tx, now))
+    }
+
+    async fn reap_expired(&self, now: Timestamp) -> Result<Woken> {
+        transaction!(self, |tx| jobs::reap_expired(tx, now))
+    }
+
+    async fn fire_schedules(&self, now: Timestamp) -> Result<Woken> {
+        transaction!(self, |tx| schedules::fire(tx, now))
+    }
+
+    async fn next_timer(&self) -> Result<Option<Timestamp>> {
+        read!(self, |db| jobs::next_timer(db))
+    }
+
+    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
+        transaction!(self, |tx| timer_pass(tx, clock.as_ref()))
+    }
+
+    async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        transaction!(self, |tx| schedules::create(tx, schedule.clone()))
+    }
+
+    async fn get_schedule(&self, tenant: &str, key: &ScheduleKey) -> Result<ScheduleRecord> {
+        read!(self, |db| schedules::get(db, tenant, key))
+    }
+
+    async fn list_schedules(&self, tenant: &str) -> Result<Vec<ScheduleRecord>> {
+        read!(self, |db| schedules::list(db, tenant))
+    }
+
+    async fn update_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
+        transaction!(self, |tx| schedules::update(tx, schedule.clone()))
+    }
+
+    async fn delete_schedule(&self, tenant: &str, id: ScheduleId) -> Result<()> {
+        transaction!(self, |tx| schedules::delete(tx, tenant, id))
+    }
+
+    async fn trigger_schedule(&self, tenant: &str, id: ScheduleId, now: Timestamp) -> Result<Job> {
+        transaction!(self, |tx| schedules::trigger(tx, tenant, id, now))
+    }
+}
