@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use taskwheel_client::Client;
 use taskwheel_client::executors::{BuiltinOptions, builtin_worker};
-use taskwheel_core::SystemClock;
-use taskwheel_server::{Engine, EngineOptions};
-use taskwheel_store::{PgStore, SqliteStore};
+use taskwheel_core::{Clock, SystemClock};
+use taskwheel_server::{ClusterOptions, DatabaseClock, Engine, EngineOptions};
+use taskwheel_store::{NodeInfo, PgStore, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +26,10 @@ pub(crate) struct ServerArgs {
     /// any number of nodes may share one database.
     #[arg(long, env = "TASKWHEEL_DATABASE_URL")]
     pub(crate) database_url: Option<String>,
+    /// With PostgreSQL: how long a node's scheduler shard leases last without
+    /// renewal, i.e. how soon other nodes take over the timer work of a node that died.
+    #[arg(long, env = "TASKWHEEL_SHARD_TTL", default_value = "5s", value_parser = taskwheel_core::parse_duration)]
+    pub(crate) shard_ttl: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -55,12 +59,35 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Arc<Engine>, TcpListener)> 
                 .await
                 .context("connecting to PostgreSQL")?;
             let remote = store.listen().await.context("listening for other nodes")?;
+            let node = NodeInfo {
+                id: format!(
+                    "{}-{}",
+                    args.listen,
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
+                address: args.listen.to_string(),
+            };
             let options = EngineOptions {
                 timer_ceiling: CLUSTER_TIMER_CEILING,
+                cluster: Some(ClusterOptions {
+                    node: node.clone(),
+                    shard_ttl: args.shard_ttl,
+                }),
             };
-            let engine = Engine::with_options(Arc::new(store), Arc::new(SystemClock), options);
+            // Every decision about time is the database's, whatever this machine's clock says.
+            let clock = Arc::new(DatabaseClock::new(Arc::new(SystemClock)));
+            let before = SystemClock.now();
+            if let Some(database) = store
+                .database_now()
+                .await
+                .context("reading the database clock")?
+            {
+                clock.observe(before, database, SystemClock.now());
+            }
+            let engine = Engine::with_options(Arc::new(store), clock.clone(), options);
+            tokio::spawn(Arc::clone(&engine).run_clock_sync(clock));
             tokio::spawn(Arc::clone(&engine).follow_remote_wakeups(remote));
-            tracing::info!("PostgreSQL store");
+            tracing::info!(node = %node.id, shard_ttl = ?args.shard_ttl, "PostgreSQL store");
             engine
         }
     };

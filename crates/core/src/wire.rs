@@ -455,6 +455,24 @@ pub struct JobOutcome {
     pub run_at: Option<Timestamp>,
 }
 
+/// `GET /api/v1/cluster`: the nodes sharing this server's database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// `single` on the embedded store (one node does everything), `cluster` on PostgreSQL.
+    pub mode: String,
+    pub nodes: Vec<NodeView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: String,
+    pub address: String,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    /// The scheduler shards the node holds now.
+    pub shards: Vec<u32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! Memory holds only caches (waiters, the next timer instant); the store is
 //! the truth, and everything here is rebuilt from it on start.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,11 +14,12 @@ use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
 use taskwheel_store::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Store, StoreError,
-    Submitted,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeStatus, QueueRef,
+    ShardClaim, Store, StoreError, Submitted,
 };
 use tokio::sync::{broadcast, watch};
 
+use crate::cluster::{ClusterOptions, HeldShards};
 use crate::dispatch::Dispatch;
 use crate::lateness::{Lateness, LatenessSummary};
 use crate::timers::TimerTarget;
@@ -42,12 +43,15 @@ pub struct EngineOptions {
     /// several nodes, work created elsewhere (a schedule made on another node,
     /// a node that died) is seen within this bound.
     pub timer_ceiling: Duration,
+    /// Set when the store is shared with other nodes.
+    pub cluster: Option<ClusterOptions>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             timer_ceiling: Duration::from_secs(60),
+            cluster: None,
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct Engine {
     pub(crate) timers: TimerTarget,
     lateness: Lateness,
     pub(crate) options: EngineOptions,
+    /// The scheduler shards this node holds; `None` until the first claim, and
+    /// for ever on a single-node store.
+    pub(crate) shards: Mutex<Option<HeldShards>>,
     /// Flipped once at shutdown so long-polls return at once instead of holding it up.
     shutdown: watch::Sender<bool>,
 }
@@ -75,6 +82,7 @@ impl Engine {
     ) -> Arc<Self> {
         Arc::new(Self {
             options,
+            shards: Mutex::new(None),
             store,
             clock,
             dispatch: Arc::default(),
@@ -253,12 +261,35 @@ impl Engine {
     /// waking the queues that gained work; returns when the next pass is due.
     /// The timer loop calls this; tests call it after moving a manual clock.
     pub async fn tick(&self) -> Result<Option<Timestamp>> {
-        let (woken, next) = self.store.timer_pass(Arc::clone(&self.clock)).await?;
+        let shards = self.current_shards();
+        let (woken, next) = self
+            .store
+            .timer_pass(Arc::clone(&self.clock), shards.as_ref())
+            .await?;
         self.lateness.record(&woken.due, self.now());
         for q in woken.queues {
             self.dispatch.wake(&q.tenant, &q.queue);
         }
         Ok(next)
+    }
+
+    /// The shards the timer pass may work on: `None` (all) on a single node;
+    /// in a cluster, nothing until the first claim and nothing once it is stale.
+    fn current_shards(&self) -> Option<ShardClaim> {
+        let cluster = self.options.cluster.as_ref()?;
+        let held = self.shards.lock().expect("shards lock");
+        Some(match held.as_ref() {
+            Some(held) => held.current(cluster.shard_ttl),
+            None => ShardClaim {
+                node: cluster.node.id.clone(),
+                ..ShardClaim::default()
+            },
+        })
+    }
+
+    /// The nodes sharing this store and their shards; just this node on a single-node store.
+    pub async fn cluster(&self) -> Result<Vec<NodeStatus>> {
+        Ok(self.store.cluster().await?)
     }
 
     /// How late due work has been made available since the server started.

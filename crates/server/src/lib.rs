@@ -7,6 +7,7 @@
 //! - [`engine`]: validation, calls into the store, wake-ups after each change.
 //! - `dispatch`: long-poll waiters per queue, woken when jobs become available.
 //! - `schedules`: the schedule use cases of the engine (create, patch, pause, trigger, next).
+//! - `cluster`: with a shared database: shard leases for the timer work, and the database clock.
 //! - `timers`: one task sleeping until the next due job, schedule tick or lease expiry.
 //! - `lateness`: how late due work becomes available (a histogram).
 //! - [`api`]: REST API v1 (axum), a thin adapter over the engine.
@@ -20,6 +21,7 @@
 //! also hold; after a crash, [`serve`] rebuilds waiters and timers from it.
 
 pub mod api;
+mod cluster;
 mod dispatch;
 pub mod engine;
 mod lateness;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use cluster::{ClusterOptions, DatabaseClock};
 pub use engine::{Engine, EngineError, EngineOptions};
 pub use lateness::LatenessSummary;
 
@@ -43,6 +46,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let timers = tokio::spawn(Arc::clone(&engine).run_timers());
+    let membership = engine
+        .options
+        .cluster
+        .clone()
+        .map(|options| tokio::spawn(Arc::clone(&engine).run_membership(options)));
     let app = api::router(Arc::clone(&engine));
     let stopping = Arc::clone(&engine);
     let result = axum::serve(listener, app)
@@ -53,5 +61,8 @@ pub async fn serve(
         .await;
     engine.shut_down();
     let _ = timers.await;
+    if let Some(membership) = membership {
+        let _ = membership.await;
+    }
     result
 }

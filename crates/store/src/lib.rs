@@ -118,6 +118,38 @@ impl Woken {
     }
 }
 
+/// A node of a cluster, as it introduces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Unique for the life of the process.
+    pub id: String,
+    /// Where its API listens, for operators.
+    pub address: String,
+}
+
+/// The scheduler shards a node holds. Timer work (firing schedules, promoting
+/// due jobs, reaping leases) is split by a hash of the object's id into
+/// `shard_count` shards; each is leased to one node at a time, and every
+/// takeover bumps the shard's epoch, so a node that lost a shard cannot act
+/// on it with its old claim (fencing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardClaim {
+    pub node: String,
+    pub shard_count: u32,
+    /// `(shard, epoch)` for each shard held.
+    pub owned: Vec<(u32, i64)>,
+}
+
+/// A node as `GET /api/v1/cluster` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: String,
+    pub address: String,
+    pub started_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub shards: Vec<u32>,
+}
+
 /// Which schedule a request names: its id, or its name (unique per tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScheduleKey {
@@ -210,12 +242,47 @@ pub trait Store: Send + Sync + 'static {
     /// it in one round trip, reading `clock` when the pass actually starts
     /// (not when it was queued): the pass is on the path of every due job, so
     /// its latency is the scheduler's lateness.
-    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
+    ///
+    /// `shards` limits the pass to the scheduler shards this node holds
+    /// (several nodes on one database); engines check the claim inside the
+    /// pass's transaction and do nothing for a shard whose lease was lost.
+    /// `None`: this node does all the work (single-node engines ignore it).
+    async fn timer_pass(
+        &self,
+        clock: Arc<dyn Clock>,
+        shards: Option<&ShardClaim>,
+    ) -> Result<(Woken, Option<Timestamp>)> {
+        let _ = shards;
         let now = clock.now();
         let mut woken = self.fire_schedules(now).await?;
         woken.merge(self.promote_due(now).await?);
         woken.merge(self.reap_expired(now).await?);
         Ok((woken, self.next_timer().await?))
+    }
+
+    /// Registers or refreshes `node` and claims its fair share of the
+    /// scheduler shards for `ttl`, judged by the database's clock. Answers the
+    /// shards the node holds now, each with its fencing epoch; `None` means
+    /// the engine serves a single node, which does all the timer work.
+    async fn claim_shards(&self, node: &NodeInfo, ttl: Duration) -> Result<Option<ShardClaim>> {
+        let _ = (node, ttl);
+        Ok(None)
+    }
+
+    /// Gives up a node's shards at once (at shutdown), so others need not wait for expiry.
+    async fn release_shards(&self, node: &str) -> Result<()> {
+        let _ = node;
+        Ok(())
+    }
+
+    /// The nodes seen recently and the shards each holds; empty for single-node engines.
+    async fn cluster(&self) -> Result<Vec<NodeStatus>> {
+        Ok(Vec::new())
+    }
+
+    /// The database's clock, for engines whose nodes must agree on time; `None` otherwise.
+    async fn database_now(&self) -> Result<Option<Timestamp>> {
+        Ok(None)
     }
 
     /// Stores a new schedule; a taken name answers [`StoreError::Conflict`].

@@ -14,7 +14,33 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::json;
 
+use taskwheel_core::wire::{ClusterView, NodeView};
+
 use crate::engine::Engine;
+
+async fn cluster(
+    State(engine): State<Arc<Engine>>,
+) -> Result<axum::Json<ClusterView>, error::ApiError> {
+    let nodes = engine.cluster().await?;
+    let mode = if nodes.is_empty() {
+        "single"
+    } else {
+        "cluster"
+    };
+    Ok(axum::Json(ClusterView {
+        mode: mode.to_string(),
+        nodes: nodes
+            .into_iter()
+            .map(|n| NodeView {
+                id: n.id,
+                address: n.address,
+                started_at: n.started_at,
+                last_seen: n.last_seen,
+                shards: n.shards,
+            })
+            .collect(),
+    }))
+}
 
 /// The whole HTTP surface; tests can drive it without a socket.
 pub fn router(engine: Arc<Engine>) -> Router {
@@ -46,6 +72,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/schedules/{key}/resume", post(schedules::resume))
         .route("/api/v1/schedules/{key}/trigger", post(schedules::trigger))
         .route("/api/v1/schedules/{key}/next", get(schedules::next))
+        .route("/api/v1/cluster", get(cluster))
         .route(
             "/api/v1/stats",
             get(|State(engine): State<Arc<Engine>>| async move {

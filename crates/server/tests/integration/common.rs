@@ -144,7 +144,23 @@ impl TestServer {
         remote: tokio::sync::broadcast::Receiver<taskwheel_store::QueueRef>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let engine = Engine::new(store, clock);
+        Self::on_store_with(
+            store,
+            remote,
+            clock,
+            taskwheel_server::EngineOptions::default(),
+        )
+        .await
+    }
+
+    /// Like [`TestServer::on_store`], with engine options (cluster membership).
+    pub(crate) async fn on_store_with(
+        store: Arc<dyn taskwheel_store::Store>,
+        remote: tokio::sync::broadcast::Receiver<taskwheel_store::QueueRef>,
+        clock: Arc<dyn Clock>,
+        options: taskwheel_server::EngineOptions,
+    ) -> Self {
+        let engine = Engine::with_options(store, clock, options);
         tokio::spawn(engine.clone().follow_remote_wakeups(remote));
         Self::serve(engine, tempfile::tempdir().expect("tempdir")).await
     }

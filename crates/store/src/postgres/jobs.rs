@@ -36,6 +36,7 @@ use taskwheel_core::{
 };
 use uuid::Uuid;
 
+use super::cluster::Shards;
 use super::error::Res;
 use super::rows::{self, At, Running, int, job_columns, running_columns, to_millis};
 use super::tx::Tx;
@@ -646,19 +647,23 @@ pub(super) async fn rerun(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) 
     load_job(tx, tenant, id, false).await
 }
 
-pub(super) async fn promote_due(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
+pub(super) async fn promote_due(tx: &mut Tx, now: Timestamp, shards: &Shards) -> Res<Woken> {
     let mut woken = Woken::default();
+    let sql = format!(
+        "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= $1{} \
+         ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE jobs AS j SET state = 'available', updated_at = $1 FROM due WHERE j.id = due.id \
+         RETURNING j.tenant, j.queue, j.run_at",
+        Shards::condition(3)
+    );
     loop {
-        let moved = query(
-            "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE state = 'scheduled' AND run_at <= $1 \
-             ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs AS j SET state = 'available', updated_at = $1 FROM due WHERE j.id = due.id \
-             RETURNING j.tenant, j.queue, j.run_at",
-        )
-        .bind(At(now))
-        .bind(SLICE)
-        .fetch_all(tx.conn())
-        .await?;
+        let moved = query(AssertSqlSafe(sql.clone()))
+            .bind(At(now))
+            .bind(SLICE)
+            .bind(shards.count)
+            .bind(&shards.owned)
+            .fetch_all(tx.conn())
+            .await?;
         for row in &moved {
             let queue = QueueRef {
                 tenant: row.try_get(0)?,
@@ -674,19 +679,22 @@ pub(super) async fn promote_due(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
     }
 }
 
-pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
+pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp, shards: &Shards) -> Res<Woken> {
     let mut woken = Woken::default();
+    let sql = format!(
+        "SELECT {} FROM jobs WHERE state = 'running' AND lease_expires_at <= $1{} \
+         ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        running_columns!(),
+        Shards::condition(3)
+    );
     loop {
-        let expired = query(concat!(
-            "SELECT ",
-            running_columns!(),
-            " FROM jobs WHERE state = 'running' AND lease_expires_at <= $1 \
-             ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(At(now))
-        .bind(SLICE)
-        .fetch_all(tx.conn())
-        .await?;
+        let expired = query(AssertSqlSafe(sql.clone()))
+            .bind(At(now))
+            .bind(SLICE)
+            .bind(shards.count)
+            .bind(&shards.owned)
+            .fetch_all(tx.conn())
+            .await?;
         for row in &expired {
             let running = rows::running(row)?;
             let Some(lease) = running.lease.clone() else {
@@ -718,13 +726,19 @@ pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
 }
 
 /// The earliest instant with timer work; each `MIN` is one descent of a partial index.
-pub(super) async fn next_timer<'c>(db: impl PgExecutor<'c>) -> Res<Option<Timestamp>> {
-    let next: Option<At> = query_scalar(
+pub(super) async fn next_timer<'c>(
+    db: impl PgExecutor<'c>,
+    shards: &Shards,
+) -> Res<Option<Timestamp>> {
+    let only = Shards::condition(1);
+    let next: Option<At> = query_scalar(AssertSqlSafe(format!(
         "SELECT LEAST(\
-         (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'), \
-         (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'), \
-         (SELECT MIN(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL))",
-    )
+         (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'{only}), \
+         (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'{only}), \
+         (SELECT MIN(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL{only}))"
+    )))
+    .bind(shards.count)
+    .bind(&shards.owned)
     .fetch_one(db)
     .await?;
     Ok(next.map(|at| at.0))

@@ -30,6 +30,7 @@
 //! A deadlock or a connection that broke before COMMIT rolls the transaction
 //! back; it is run again from the start (see `error.rs`).
 
+mod cluster;
 mod error;
 mod jobs;
 mod listen;
@@ -51,8 +52,8 @@ use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, ScheduleKey,
-    Store, StoreError, Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeInfo, NodeStatus,
+    QueueRef, Result, ScheduleKey, ShardClaim, Store, StoreError, Submitted, Woken,
 };
 use error::{Fault, Res};
 use tx::Tx;
@@ -258,13 +259,25 @@ impl PgStore {
     }
 }
 
-async fn timer_pass(tx: &mut Tx, clock: &dyn Clock) -> Res<(Woken, Option<Timestamp>)> {
-    // Read after BEGIN: the pass's `now` is when it really runs.
+async fn timer_pass(
+    tx: &mut Tx,
+    clock: &dyn Clock,
+    claim: Option<&ShardClaim>,
+) -> Res<(Woken, Option<Timestamp>)> {
+    let shards = match claim {
+        None => cluster::Shards::all(),
+        Some(claim) => cluster::valid_shards(tx, claim).await?,
+    };
+    if shards.owned.is_empty() {
+        // Nothing of ours to do; the node's next claim may change that.
+        return Ok((Woken::default(), None));
+    }
+    // Read after BEGIN (and after the claim check): the pass's `now` is when it really runs.
     let now = clock.now();
-    let mut woken = schedules::fire(tx, now).await?;
-    woken.merge(jobs::promote_due(tx, now).await?);
-    woken.merge(jobs::reap_expired(tx, now).await?);
-    let next = jobs::next_timer(tx.conn()).await?;
+    let mut woken = schedules::fire(tx, now, &shards).await?;
+    woken.merge(jobs::promote_due(tx, now, &shards).await?);
+    woken.merge(jobs::reap_expired(tx, now, &shards).await?);
+    let next = jobs::next_timer(tx.conn(), &shards).await?;
     Ok((woken, next))
 }
 
@@ -345,23 +358,51 @@ impl Store for PgStore {
     }
 
     async fn promote_due(&self, now: Timestamp) -> Result<Woken> {
-        transaction!(self, |tx| jobs::promote_due(tx, now))
+        transaction!(self, |tx| jobs::promote_due(
+            tx,
+            now,
+            &cluster::Shards::all()
+        ))
     }
 
     async fn reap_expired(&self, now: Timestamp) -> Result<Woken> {
-        transaction!(self, |tx| jobs::reap_expired(tx, now))
+        transaction!(self, |tx| jobs::reap_expired(
+            tx,
+            now,
+            &cluster::Shards::all()
+        ))
     }
 
     async fn fire_schedules(&self, now: Timestamp) -> Result<Woken> {
-        transaction!(self, |tx| schedules::fire(tx, now))
+        transaction!(self, |tx| schedules::fire(tx, now, &cluster::Shards::all()))
     }
 
     async fn next_timer(&self) -> Result<Option<Timestamp>> {
-        read!(self, |db| jobs::next_timer(db))
+        read!(self, |db| jobs::next_timer(db, &cluster::Shards::all()))
     }
 
-    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
-        transaction!(self, |tx| timer_pass(tx, clock.as_ref()))
+    async fn timer_pass(
+        &self,
+        clock: Arc<dyn Clock>,
+        shards: Option<&ShardClaim>,
+    ) -> Result<(Woken, Option<Timestamp>)> {
+        transaction!(self, |tx| timer_pass(tx, clock.as_ref(), shards))
+    }
+
+    async fn claim_shards(&self, node: &NodeInfo, ttl: Duration) -> Result<Option<ShardClaim>> {
+        transaction!(self, |tx| cluster::claim(tx, node, ttl)).map(Some)
+    }
+
+    async fn release_shards(&self, node: &str) -> Result<()> {
+        transaction!(self, |tx| cluster::release(tx, node))
+    }
+
+    async fn cluster(&self) -> Result<Vec<NodeStatus>> {
+        read!(self, |db| cluster::nodes(db))
+    }
+
+    async fn database_now(&self) -> Result<Option<Timestamp>> {
+        read!(self, |db| cluster::database_now(db)).map(Some)
     }
 
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {

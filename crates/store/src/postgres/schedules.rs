@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
+use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::{PgPool, PgRow};
 use taskwheel_core::firing::{self, OverlapPolicy, ScheduleId};
 use taskwheel_core::recurring::{ScheduleHealth, ScheduleRecord};
@@ -23,6 +24,7 @@ use taskwheel_core::time::add;
 use taskwheel_core::{Job, JobState};
 use uuid::Uuid;
 
+use super::cluster::Shards;
 use super::error::{Res, is_unique_violation};
 use super::jobs::insert_job;
 use super::rows::{At, instant};
@@ -189,19 +191,22 @@ pub(super) async fn trigger(tx: &mut Tx, tenant: &str, id: ScheduleId, now: Time
     Ok(job)
 }
 
-pub(super) async fn fire(tx: &mut Tx, now: Timestamp) -> Res<Woken> {
+pub(super) async fn fire(tx: &mut Tx, now: Timestamp, shards: &Shards) -> Res<Woken> {
     let mut woken = Woken::default();
+    let sql = format!(
+        "SELECT {} FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1{} \
+         ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        schedule_columns!(),
+        Shards::condition(3)
+    );
     loop {
-        let due = query(concat!(
-            "SELECT ",
-            schedule_columns!(),
-            " FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
-             ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(At(now))
-        .bind(SLICE)
-        .fetch_all(tx.conn())
-        .await?;
+        let due = query(AssertSqlSafe(sql.clone()))
+            .bind(At(now))
+            .bind(SLICE)
+            .bind(shards.count)
+            .bind(&shards.owned)
+            .fetch_all(tx.conn())
+            .await?;
         for row in &due {
             fire_one(tx, &record(row)?, now, &mut woken).await?;
         }

@@ -95,6 +95,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX schedules_name ON schedules (tenant, name);
     CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE NOT paused AND next_fire_at IS NOT NULL;
     "#,
+    // 2: cluster membership and scheduler shard leases (see cluster.rs).
+    r#"
+    CREATE TABLE nodes (
+        id          text        PRIMARY KEY,
+        address     text        NOT NULL,
+        started_at  timestamptz NOT NULL,
+        last_seen   timestamptz NOT NULL
+    );
+    CREATE TABLE shard_leases (
+        shard       integer     PRIMARY KEY,
+        owner       text,
+        epoch       bigint      NOT NULL DEFAULT 0,   -- bumped by every takeover: the fencing token
+        expires_at  timestamptz NOT NULL DEFAULT '-infinity'
+    );
+    INSERT INTO shard_leases (shard) SELECT generate_series(0, 15);
+    "#,
 ];
 
 /// The advisory lock class of migrations (two-key form: class, schema hash),

@@ -24,8 +24,8 @@ use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Result, ScheduleKey, Store,
-    StoreError, Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Result, ScheduleKey,
+    ShardClaim, Store, StoreError, Submitted, Woken,
 };
 use readers::Readers;
 use writer::Writer;
@@ -198,7 +198,12 @@ impl Store for SqliteStore {
         self.readers.read(ops::next_timer).await
     }
 
-    async fn timer_pass(&self, clock: Arc<dyn Clock>) -> Result<(Woken, Option<Timestamp>)> {
+    async fn timer_pass(
+        &self,
+        clock: Arc<dyn Clock>,
+        // One node owns an embedded database: it does all the timer work.
+        _shards: Option<&ShardClaim>,
+    ) -> Result<(Woken, Option<Timestamp>)> {
         self.writer
             .write(move |c| {
                 let now = clock.now();
