@@ -192,7 +192,7 @@ async fn nodes_starting_at_once_migrate_once() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2], "each migration applied once");
 }
 
 #[tokio::test]
