@@ -11,6 +11,8 @@
 //! - `listen`: the receiving side of those notifications
 //!   ([`PgStore::listen`]), on the channel [`CHANNEL`].
 //! - `rows`: row mapping, and `timestamptz` for `jiff::Timestamp`.
+//! - `cluster`: node membership and the scheduler shard leases that split
+//!   timer work between nodes (with fencing epochs).
 //!
 //! # Concurrency
 //! Every [`Store`] operation is one transaction at READ COMMITTED on a pooled
