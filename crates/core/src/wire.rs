@@ -84,23 +84,26 @@ impl SubmitJob {
         if self.timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(FieldError::new("timeout", "must be longer than zero"));
         }
+        if contains_nul(&self.payload) {
+            return Err(FieldError::new("payload", NUL_MESSAGE));
+        }
         let retry = self.retry.unwrap_or_default();
         retry
             .validate()
             .map_err(|(field, msg)| FieldError::new(format!("retry.{field}"), msg))?;
         if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > MAX_KEY_LEN)
+            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.contains('\0'))
         {
             return Err(FieldError::new(
                 "idempotency_key",
-                format!("must be 1 to {MAX_KEY_LEN} bytes long"),
+                format!("must be 1 to {MAX_KEY_LEN} bytes long, without NUL characters"),
             ));
         }
         if self.tags.len() > MAX_TAGS {
             return Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         }
         for (i, tag) in self.tags.iter().enumerate() {
-            if tag.is_empty() || tag.len() > MAX_NAME_LEN {
+            if tag.is_empty() || tag.len() > MAX_NAME_LEN || tag.contains('\0') {
                 return Err(FieldError::new(
                     format!("tags[{i}]"),
                     format!("must be 1 to {MAX_NAME_LEN} bytes long"),
@@ -122,6 +125,19 @@ impl SubmitJob {
             tags: self.tags,
             schedule: None,
         })
+    }
+}
+
+const NUL_MESSAGE: &str =
+    "must not contain the NUL character (\\u0000): databases cannot store it in text";
+
+/// Whether any string or key in `v` contains U+0000.
+pub fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
     }
 }
 
@@ -535,6 +551,14 @@ mod tests {
                 "idempotency_key",
             ),
             (json!({"kind": "k", "tags": ["ok", ""]}), "tags[1]"),
+            (
+                json!({"kind": "k", "payload": {"a": ["x\u{0}y"]}}),
+                "payload",
+            ),
+            (
+                json!({"kind": "k", "idempotency_key": "a\u{0}"}),
+                "idempotency_key",
+            ),
         ];
         for (body, field) in cases {
             let err = submit(body.clone()).unwrap_err();
