@@ -92,8 +92,10 @@ impl Engine {
         })
     }
 
+    /// The current instant at the precision the stores keep (microseconds),
+    /// so what an answer says is exactly what a later read returns.
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        taskwheel_core::time::from_micros(taskwheel_core::time::to_micros(self.clock.now()))
     }
 
     /// Ends pending long-polls and stops the timer loop.
