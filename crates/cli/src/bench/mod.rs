@@ -1,7 +1,10 @@
 //! `taskwheel bench`: measures a server the way users meet it, over HTTP.
 //!
 //! It starts a server of its own (this binary, embedded store, fresh data
-//! directory) unless `--server` names one. `--suite jobs` (the default) runs
+//! directory) unless `--server` names one. With `--database-url` it starts
+//! `--nodes` servers instead, all on that PostgreSQL database, and spreads
+//! producers and workers over them round-robin (task `i` talks to node
+//! `i % N` through a client of its own). `--suite jobs` (the default) runs
 //! four phases:
 //! 1. enqueue: N jobs submitted by S concurrent producers (submit latency);
 //! 2. burn-down: M workers drain the pre-filled queue with batched lease and completion;
@@ -10,7 +13,15 @@
 //!
 //! Pickup latency is measured inside this process (the producer stamps the
 //! payload with its monotonic clock, the worker reads it on receipt), so both
-//! ends use the same clock. RSS comes from /proc of the server process.
+//! ends use the same clock. The in-server pickup (job created → leased) is
+//! stamped by the servers; with several nodes the two instants may come from
+//! two nodes, each following the database clock, so it carries their offset
+//! error. RSS comes from /proc of the server processes.
+//!
+//! A PostgreSQL database outlives the run, so every queue and schedule name
+//! carries a suffix unique to the run: rows left by an earlier run never mix
+//! with this one's (they still take space: figures are best taken on a fresh
+//! database).
 //!
 //! `--suite schedules` and `--suite delayed` measure timers (see [`timers`]).
 
@@ -32,9 +43,18 @@ use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Benchmark this server instead of starting one (RSS is then not reported).
+    /// Benchmark this server instead of starting one (RSS is then not
+    /// reported); repeat it for the nodes of a cluster.
+    #[arg(long, conflicts_with_all = ["database_url", "nodes"])]
+    server: Vec<String>,
+    /// Start the servers on this PostgreSQL database instead of the embedded
+    /// store. The bench leaves its jobs there: give it a database it may fill.
     #[arg(long)]
-    server: Option<String>,
+    database_url: Option<String>,
+    /// Servers to start on `--database-url`; producers and workers are spread
+    /// over them round-robin.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    nodes: u16,
     /// Jobs per phase.
     #[arg(long, default_value_t = 50_000)]
     jobs: u64,
@@ -77,10 +97,11 @@ enum Suite {
     Delayed,
 }
 
-/// The process under test, when the bench started it.
+/// A process under test, when the bench started it.
 struct SpawnedServer {
     child: Child,
-    _dir: tempfile::TempDir,
+    /// The embedded store's data directory; none on PostgreSQL.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for SpawnedServer {
@@ -90,19 +111,29 @@ impl Drop for SpawnedServer {
     }
 }
 
-fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
+/// Starts this binary's server on a free loopback port: on a fresh embedded
+/// store, or on `database_url`.
+fn spawn_server(database_url: Option<&str>) -> anyhow::Result<(SpawnedServer, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let dir = tempfile::tempdir()?;
-    let child = Command::new(std::env::current_exe()?)
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["server", "--listen", &format!("127.0.0.1:{port}")]);
+    let dir = match database_url {
+        Some(url) => {
+            command.args(["--database-url", url]);
+            None
+        }
+        None => {
+            let dir = tempfile::tempdir()?;
+            command.arg("--data-dir").arg(dir.path());
+            // The server reads this too; the embedded store must not be
+            // swapped for PostgreSQL behind the user's back.
+            command.env_remove("TASKWHEEL_DATABASE_URL");
+            Some(dir)
+        }
+    };
+    let child = command
         .env("TASKWHEEL_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -111,6 +142,17 @@ fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
         SpawnedServer { child, _dir: dir },
         format!("http://127.0.0.1:{port}"),
     ))
+}
+
+/// The nodes under test, by URL; cheap to clone into tasks.
+#[derive(Clone)]
+struct Targets(Arc<[String]>);
+
+impl Targets {
+    /// A client of its own for task `i`, on node `i % N`.
+    fn client(&self, i: usize) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.0[i % self.0.len()])?)
+    }
 }
 
 async fn wait_healthy(client: &Client) -> anyhow::Result<()> {
@@ -160,6 +202,8 @@ impl From<&Histogram<u64>> for Latency {
 
 #[derive(Debug, serde::Serialize)]
 struct Report {
+    store: &'static str,
+    nodes: usize,
     jobs: u64,
     producers: usize,
     workers: usize,
@@ -168,62 +212,116 @@ struct Report {
     submit_latency: Latency,
     burn_down_jobs_per_s: f64,
     continuous_jobs_per_s: f64,
+    burn_down_jobs_per_lease: f64,
+    continuous_jobs_per_lease: f64,
     continuous_pickup: Latency,
     continuous_pickup_in_server: Latency,
     light_pickup: Latency,
     light_pickup_in_server: Latency,
+    /// Summed over the nodes.
     idle_rss_mib: Option<f64>,
+    /// The sum of each node's peak (an upper bound of the peak of the sum).
     peak_rss_mib: Option<f64>,
+    node_idle_rss_mib: Vec<f64>,
+    node_peak_rss_mib: Vec<f64>,
+}
+
+/// Each node's RSS (`peak`: its high-water mark) in MiB; empty when the bench
+/// did not start the servers or one of them is gone.
+fn node_rss_mib(pids: &[u32], peak: bool) -> Vec<f64> {
+    let all: Option<Vec<f64>> = pids
+        .iter()
+        .map(|&pid| rss_kib(pid).map(|(rss, hwm)| if peak { hwm } else { rss } as f64 / 1024.0))
+        .collect();
+    all.unwrap_or_default()
+}
+
+fn sum(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (spawned, url) = match &args.server {
-        Some(url) => (None, url.clone()),
-        None => {
-            let (s, url) = spawn_server()?;
-            (Some(s), url)
+    let nodes = usize::from(args.nodes);
+    if nodes > 1 && args.database_url.is_none() {
+        bail!("several nodes share a PostgreSQL database: give --database-url");
+    }
+    let mut spawned = Vec::new();
+    let urls = if args.server.is_empty() {
+        let mut urls = Vec::new();
+        for _ in 0..nodes {
+            let (server, url) = spawn_server(args.database_url.as_deref())?;
+            spawned.push(server);
+            urls.push(url);
         }
+        urls
+    } else {
+        args.server.clone()
     };
-    let client = Client::new(&url)?;
-    wait_healthy(&client).await?;
-    let pid = spawned.as_ref().map(|s| s.child.id());
+    let targets = Targets(urls.into());
+    for i in 0..targets.0.len() {
+        wait_healthy(&targets.client(i)?).await?;
+    }
+    let pids: Vec<u32> = spawned.iter().map(|s| s.child.id()).collect();
+    let run = RunId::new();
     match args.suite {
         Suite::Jobs => {}
-        Suite::Schedules => return timers::schedules(&client, &args, pid).await,
-        Suite::Delayed => return timers::delayed(&client, &args, pid).await,
+        Suite::Schedules | Suite::Delayed if targets.0.len() > 1 => {
+            bail!("the timer suites measure one node: drop --nodes or give one --server")
+        }
+        Suite::Schedules => {
+            // Only a store the bench made itself is thrown away after the run.
+            let keep = args.database_url.is_none() && args.server.is_empty();
+            let client = targets.client(0)?;
+            return timers::schedules(&client, &args, pids.first().copied(), &run, keep).await;
+        }
+        Suite::Delayed => {
+            let client = targets.client(0)?;
+            return timers::delayed(&client, &args, pids.first().copied(), &run).await;
+        }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle = pid.and_then(rss_kib).map(|(rss, _)| rss as f64 / 1024.0);
+    let idle = node_rss_mib(&pids, false);
     let epoch = Instant::now();
+    let (burn, cont) = (run.name("burn"), run.name("cont"));
 
     eprintln!(
-        "enqueue: {} jobs from {} producers",
-        args.jobs, args.producers
+        "enqueue: {} jobs from {} producers, {} node(s)",
+        args.jobs,
+        args.producers,
+        targets.0.len()
     );
-    let (enqueue_secs, submit_latency) = produce(&client, &args, "burn", epoch).await?;
+    let (enqueue_secs, submit_latency) = produce(&targets, &args, &burn, epoch).await?;
     eprintln!(
         "burn-down: {} workers, batches of {}",
         args.workers, args.batch
     );
     let started = Instant::now();
-    drain(&client, &args, "burn", args.jobs, epoch).await?;
+    let burn_down = drain(&targets, &args, &burn, args.jobs, epoch).await?;
     let burn_secs = started.elapsed().as_secs_f64();
 
     eprintln!("continuous: producers and workers together");
     let started = Instant::now();
     let drainer = {
-        let (client, args) = (client.clone(), args.clone());
-        tokio::spawn(async move { drain(&client, &args, "cont", args.jobs, epoch).await })
+        let (targets, args, cont) = (targets.clone(), args.clone(), cont.clone());
+        tokio::spawn(async move { drain(&targets, &args, &cont, args.jobs, epoch).await })
     };
-    produce(&client, &args, "cont", epoch).await?;
-    let continuous_pickup = drainer.await??;
+    produce(&targets, &args, &cont, epoch).await?;
+    let continuous = drainer.await??;
     let continuous_secs = started.elapsed().as_secs_f64();
 
     eprintln!("light load: {} jobs one at a time", args.light_jobs);
-    let light_pickup = light_load(&client, &args, epoch).await?;
-    let peak = pid.and_then(rss_kib).map(|(_, hwm)| hwm as f64 / 1024.0);
+    let light_pickup = light_load(&targets, &args, &run.name("light"), epoch).await?;
+    let peak = node_rss_mib(&pids, true);
 
     let report = Report {
+        store: if args.database_url.is_some() {
+            "postgres"
+        } else if args.server.is_empty() {
+            "sqlite"
+        } else {
+            "external"
+        },
+        nodes: targets.0.len(),
         jobs: args.jobs,
         producers: args.producers,
         workers: args.workers,
@@ -232,12 +330,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         submit_latency: Latency::from(&submit_latency),
         burn_down_jobs_per_s: args.jobs as f64 / burn_secs,
         continuous_jobs_per_s: args.jobs as f64 / continuous_secs,
-        continuous_pickup: Latency::from(&continuous_pickup.0),
-        continuous_pickup_in_server: Latency::from(&continuous_pickup.1),
+        burn_down_jobs_per_lease: burn_down.jobs_per_lease(args.jobs),
+        continuous_jobs_per_lease: continuous.jobs_per_lease(args.jobs),
+        continuous_pickup: Latency::from(&continuous.pickup.0),
+        continuous_pickup_in_server: Latency::from(&continuous.pickup.1),
         light_pickup: Latency::from(&light_pickup.0),
         light_pickup_in_server: Latency::from(&light_pickup.1),
-        idle_rss_mib: idle,
-        peak_rss_mib: peak,
+        idle_rss_mib: sum(&idle),
+        peak_rss_mib: sum(&peak),
+        node_idle_rss_mib: idle,
+        node_peak_rss_mib: peak,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -247,19 +349,40 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes this run's queue and schedule names unique, so that rows an earlier
+/// run left in a shared database are never leased, counted or collided with.
+struct RunId(String);
+
+impl RunId {
+    fn new() -> Self {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        Self(format!("{micros:x}"))
+    }
+
+    /// `base` with this run's suffix: `burn-18c0f3a2b4d`.
+    fn name(&self, base: &str) -> String {
+        format!("{base}-{}", self.0)
+    }
+}
+
 /// Submits `args.jobs` jobs to `queue`; returns the elapsed seconds and the submit latencies.
 async fn produce(
-    client: &Client,
+    targets: &Targets,
     args: &BenchArgs,
     queue: &str,
     epoch: Instant,
 ) -> anyhow::Result<(f64, Histogram<u64>)> {
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.producers {
-        let (client, next, total, queue) =
-            (client.clone(), next.clone(), args.jobs, queue.to_string());
+    let clients = (0..args.producers)
+        .map(|p| targets.client(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    for client in clients {
+        let (next, total, queue) = (next.clone(), args.jobs, queue.to_string());
         tasks.push(tokio::spawn(async move {
             let mut latency = histogram();
             while next.fetch_add(1, Ordering::Relaxed) < total {
@@ -284,19 +407,40 @@ async fn produce(
 /// HTTP), and inside the server (job created to job leased).
 type Pickup = (Histogram<u64>, Histogram<u64>);
 
-/// Leases and completes `total` jobs of `queue` with `args.workers` workers.
+/// What a drain saw.
+struct Drained {
+    pickup: Pickup,
+    /// Lease requests that returned jobs: with `total`, the mean batch, which
+    /// says how many lease and completion transactions a job cost.
+    leases: u64,
+}
+
+impl Drained {
+    fn jobs_per_lease(&self, total: u64) -> f64 {
+        total as f64 / self.leases.max(1) as f64
+    }
+}
+
+/// Leases and completes `total` jobs of `queue` with `args.workers` workers,
+/// worker `w` on node `w % N`.
 async fn drain(
-    client: &Client,
+    targets: &Targets,
     args: &BenchArgs,
     queue: &str,
     total: u64,
     epoch: Instant,
-) -> anyhow::Result<Pickup> {
+) -> anyhow::Result<Drained> {
     let done = Arc::new(AtomicU64::new(0));
+    let leases = Arc::new(AtomicU64::new(0));
     let pickup = Arc::new(Mutex::new((histogram(), histogram())));
     let mut tasks = Vec::new();
     for w in 0..args.workers {
-        let (client, done, pickup) = (client.clone(), done.clone(), pickup.clone());
+        let (client, done, leases, pickup) = (
+            targets.client(w)?,
+            done.clone(),
+            leases.clone(),
+            pickup.clone(),
+        );
         let request = LeaseRequest {
             queues: vec![queue.to_string()],
             max: args.batch,
@@ -312,6 +456,7 @@ async fn drain(
                 if leased.is_empty() {
                     continue;
                 }
+                leases.fetch_add(1, Ordering::Relaxed);
                 let now = epoch.elapsed().as_micros() as u64;
                 for job in &leased {
                     let stamped = job.job.payload["t"].as_u64().unwrap_or(now);
@@ -333,26 +478,38 @@ async fn drain(
     for task in tasks {
         task.await??;
     }
-    let histogram = pickup.lock().await.clone();
-    Ok(histogram)
+    let pickup = pickup.lock().await.clone();
+    Ok(Drained {
+        pickup,
+        leases: leases.load(Ordering::Relaxed),
+    })
 }
 
-/// One job at a time to one idle long-polling worker: pickup latency without queueing.
-async fn light_load(client: &Client, args: &BenchArgs, epoch: Instant) -> anyhow::Result<Pickup> {
+/// One job at a time to one idle long-polling worker: pickup latency without
+/// queueing. The worker polls node 0 and the jobs are submitted to node
+/// `1 % N`: with several nodes, every pickup crosses nodes (a PostgreSQL
+/// notification wakes the worker).
+async fn light_load(
+    targets: &Targets,
+    args: &BenchArgs,
+    queue: &str,
+    epoch: Instant,
+) -> anyhow::Result<Pickup> {
     let worker = {
-        let client = client.clone();
+        let (targets, queue) = (targets.clone(), queue.to_string());
         let light = BenchArgs {
             workers: 1,
             batch: 1,
             ..args.clone()
         };
         let total = args.light_jobs;
-        tokio::spawn(async move { drain(&client, &light, "light", total, epoch).await })
+        tokio::spawn(async move { Ok(drain(&targets, &light, &queue, total, epoch).await?.pickup) })
     };
+    let client = targets.client(1)?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..args.light_jobs {
         let mut job = SubmitJob::new("noop", json!({ "t": epoch.elapsed().as_micros() as u64 }));
-        job.queue = Some("light".into());
+        job.queue = Some(queue.to_string());
         client.submit(&job).await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -395,6 +552,7 @@ fn print_report(r: &Report) {
         m.map(|v| format!("{v:.1} MiB"))
             .unwrap_or_else(|| "n/a".into())
     };
+    println!("store / nodes        {} / {}", r.store, r.nodes);
     println!("jobs per phase       {}", r.jobs);
     println!(
         "producers / workers  {} / {} (batch {})",
@@ -402,8 +560,14 @@ fn print_report(r: &Report) {
     );
     println!("enqueue              {:.0} jobs/s", r.enqueue_jobs_per_s);
     println!("submit latency       {}", lat(&r.submit_latency));
-    println!("burn-down            {:.0} jobs/s", r.burn_down_jobs_per_s);
-    println!("continuous           {:.0} jobs/s", r.continuous_jobs_per_s);
+    println!(
+        "burn-down            {:.0} jobs/s ({:.1} jobs per lease)",
+        r.burn_down_jobs_per_s, r.burn_down_jobs_per_lease
+    );
+    println!(
+        "continuous           {:.0} jobs/s ({:.1} jobs per lease)",
+        r.continuous_jobs_per_s, r.continuous_jobs_per_lease
+    );
     println!("pickup (continuous)  {}", lat(&r.continuous_pickup));
     println!(
         "  inside the server  {}",
@@ -411,6 +575,21 @@ fn print_report(r: &Report) {
     );
     println!("pickup (light load)  {}", lat(&r.light_pickup));
     println!("  inside the server  {}", lat(&r.light_pickup_in_server));
-    println!("server RSS idle      {}", mib(r.idle_rss_mib));
-    println!("server RSS peak      {}", mib(r.peak_rss_mib));
+    let per_node = |values: &[f64]| {
+        if values.len() < 2 {
+            return String::new();
+        }
+        let each: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+        format!(" (sum of {} nodes: {} MiB)", values.len(), each.join(" + "))
+    };
+    println!(
+        "server RSS idle      {}{}",
+        mib(r.idle_rss_mib),
+        per_node(&r.node_idle_rss_mib)
+    );
+    println!(
+        "server RSS peak      {}{}",
+        mib(r.peak_rss_mib),
+        per_node(&r.node_peak_rss_mib)
+    );
 }

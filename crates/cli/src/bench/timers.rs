@@ -22,7 +22,7 @@ use taskwheel_core::DurationSpec;
 use taskwheel_core::recurring::{JobTemplate, ScheduleRequest};
 use taskwheel_core::wire::{LeaseRequest, SubmitJob};
 
-use super::{BenchArgs, Latency, complete_all, histogram, rss_kib};
+use super::{BenchArgs, Latency, RunId, complete_all, histogram, rss_kib};
 
 fn mib(pid: Option<u32>) -> Option<(f64, f64)> {
     pid.and_then(rss_kib)
@@ -83,10 +83,15 @@ where
     Ok(())
 }
 
+/// `keep`: leave the schedules behind (their store is thrown away anyway);
+/// otherwise they are deleted after the measurement, so that they do not
+/// keep firing into the next run on the same database or server.
 pub(super) async fn schedules(
     client: &Client,
     args: &BenchArgs,
     pid: Option<u32>,
+    run: &RunId,
+    keep: bool,
 ) -> anyhow::Result<()> {
     eprintln!(
         "creating {} schedules firing every {}",
@@ -96,15 +101,21 @@ pub(super) async fn schedules(
     let started = Instant::now();
     let c = client.clone();
     let every = args.every;
+    let (prefix, queue) = (run.name("bench"), run.name("sched"));
+    let (create_prefix, create_queue) = (prefix.clone(), queue.clone());
     fan_out(args.count, args.producers, move |i| {
-        let c = c.clone();
+        let (c, name, queue) = (
+            c.clone(),
+            format!("{create_prefix}-{i}"),
+            create_queue.clone(),
+        );
         async move {
             let request = ScheduleRequest {
-                name: Some(format!("bench-{i}")),
+                name: Some(name),
                 every: Some(DurationSpec(every)),
                 job: Some(JobTemplate {
                     kind: "noop".into(),
-                    queue: Some("sched".into()),
+                    queue: Some(queue),
                     ..JobTemplate::default()
                 }),
                 ..ScheduleRequest::default()
@@ -127,7 +138,7 @@ pub(super) async fn schedules(
     for w in 0..args.workers {
         let (client, stop, received) = (client.clone(), stop.clone(), received.clone());
         let request = LeaseRequest {
-            queues: vec!["sched".into()],
+            queues: vec![queue.clone()],
             max: args.batch,
             wait: Some(DurationSpec(Duration::from_millis(200))),
             worker: format!("bench-{w}"),
@@ -159,6 +170,18 @@ pub(super) async fn schedules(
         pickup.add(w.await??)?;
     }
     let lateness = server_lateness(client).await?;
+    if !keep {
+        eprintln!("deleting the schedules");
+        let c = client.clone();
+        fan_out(args.count, args.producers, move |i| {
+            let (c, name) = (c.clone(), format!("{prefix}-{i}"));
+            async move {
+                c.delete_schedule(&name).await?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
     println!(
         "schedules                          {} every {}",
         args.count,
@@ -179,16 +202,18 @@ pub(super) async fn delayed(
     client: &Client,
     args: &BenchArgs,
     pid: Option<u32>,
+    run: &RunId,
 ) -> anyhow::Result<()> {
+    let (parked_queue, probe_queue) = (run.name("parked"), run.name("probe"));
     let before = mib(pid);
     eprintln!("parking {} delayed jobs an hour ahead", args.count);
     let started = Instant::now();
     let c = client.clone();
     fan_out(args.count, args.producers, move |i| {
-        let c = c.clone();
+        let (c, queue) = (c.clone(), parked_queue.clone());
         async move {
             let mut job = SubmitJob::new("noop", json!({ "i": i }));
-            job.queue = Some("parked".into());
+            job.queue = Some(queue);
             // Spread over an hour so the timer index really holds a million instants.
             job.delay = Some(DurationSpec(
                 Duration::from_secs(3600) + Duration::from_millis(i % 3_600_000),
@@ -205,10 +230,10 @@ pub(super) async fn delayed(
     eprintln!("{} probes due 0.5–1.5 s after submission", args.light_jobs);
     let probes = args.light_jobs;
     let worker = {
-        let client = client.clone();
+        let (client, queue) = (client.clone(), probe_queue.clone());
         tokio::spawn(async move {
             let request = LeaseRequest {
-                queues: vec!["probe".into()],
+                queues: vec![queue],
                 max: 10,
                 wait: Some(DurationSpec(Duration::from_secs(1))),
                 worker: "probe-worker".into(),
@@ -229,7 +254,7 @@ pub(super) async fn delayed(
     };
     for i in 0..probes {
         let mut job = SubmitJob::new("noop", json!({}));
-        job.queue = Some("probe".into());
+        job.queue = Some(probe_queue.clone());
         job.delay = Some(DurationSpec(Duration::from_millis(500 + (i * 7919) % 1000)));
         client.submit(&job).await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
