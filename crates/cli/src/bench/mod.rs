@@ -39,7 +39,7 @@ use serde_json::json;
 use taskwheel_client::Client;
 use taskwheel_core::DurationSpec;
 use taskwheel_core::wire::{CompleteBatch, CompleteItem, LeaseRequest, SubmitJob};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -296,14 +296,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.workers, args.batch
     );
     let started = Instant::now();
-    let burn_down = drain(&targets, &args, &burn, args.jobs, epoch).await?;
+    let burn_down = drain(&targets, &args, &burn, args.jobs, epoch, None).await?;
     let burn_secs = started.elapsed().as_secs_f64();
 
     eprintln!("continuous: producers and workers together");
     let started = Instant::now();
     let drainer = {
         let (targets, args, cont) = (targets.clone(), args.clone(), cont.clone());
-        tokio::spawn(async move { drain(&targets, &args, &cont, args.jobs, epoch).await })
+        tokio::spawn(async move { drain(&targets, &args, &cont, args.jobs, epoch, None).await })
     };
     produce(&targets, &args, &cont, epoch).await?;
     let continuous = drainer.await??;
@@ -422,24 +422,26 @@ impl Drained {
 }
 
 /// Leases and completes `total` jobs of `queue` with `args.workers` workers,
-/// worker `w` on node `w % N`.
+/// worker `w` on node `w % N`; `completed` is notified after each completion.
 async fn drain(
     targets: &Targets,
     args: &BenchArgs,
     queue: &str,
     total: u64,
     epoch: Instant,
+    completed: Option<Arc<Notify>>,
 ) -> anyhow::Result<Drained> {
     let done = Arc::new(AtomicU64::new(0));
     let leases = Arc::new(AtomicU64::new(0));
     let pickup = Arc::new(Mutex::new((histogram(), histogram())));
     let mut tasks = Vec::new();
     for w in 0..args.workers {
-        let (client, done, leases, pickup) = (
+        let (client, done, leases, pickup, completed) = (
             targets.client(w)?,
             done.clone(),
             leases.clone(),
             pickup.clone(),
+            completed.clone(),
         );
         let request = LeaseRequest {
             queues: vec![queue.to_string()],
@@ -468,6 +470,9 @@ async fn drain(
                 }
                 complete_all(&client, &leased).await?;
                 done.fetch_add(leased.len() as u64, Ordering::Relaxed);
+                if let Some(completed) = &completed {
+                    completed.notify_one();
+                }
             }
             let mut pickup = pickup.lock().await;
             pickup.0.add(local)?;
@@ -486,24 +491,31 @@ async fn drain(
 }
 
 /// One job at a time to one idle long-polling worker: pickup latency without
-/// queueing. The worker polls node 0 and the jobs are submitted to node
-/// `1 % N`: with several nodes, every pickup crosses nodes (a PostgreSQL
-/// notification wakes the worker).
+/// queueing. Each job is submitted 2 ms after the worker completed the one
+/// before, so a worker slower than the submissions (lease and completion are
+/// two commits on PostgreSQL) cannot build a backlog and measure queueing.
+/// The worker polls node 0 and the jobs are submitted to node `1 % N`: with
+/// several nodes, every pickup crosses nodes (a PostgreSQL notification wakes
+/// the worker).
 async fn light_load(
     targets: &Targets,
     args: &BenchArgs,
     queue: &str,
     epoch: Instant,
 ) -> anyhow::Result<Pickup> {
-    let worker = {
-        let (targets, queue) = (targets.clone(), queue.to_string());
+    let completed = Arc::new(Notify::new());
+    let mut worker = {
+        let (targets, queue, completed) = (targets.clone(), queue.to_string(), completed.clone());
         let light = BenchArgs {
             workers: 1,
             batch: 1,
             ..args.clone()
         };
         let total = args.light_jobs;
-        tokio::spawn(async move { Ok(drain(&targets, &light, &queue, total, epoch).await?.pickup) })
+        tokio::spawn(async move {
+            let drained = drain(&targets, &light, &queue, total, epoch, Some(completed)).await?;
+            Ok(drained.pickup)
+        })
     };
     let client = targets.client(1)?;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -511,6 +523,14 @@ async fn light_load(
         let mut job = SubmitJob::new("noop", json!({ "t": epoch.elapsed().as_micros() as u64 }));
         job.queue = Some(queue.to_string());
         client.submit(&job).await?;
+        tokio::select! {
+            _ = completed.notified() => {}
+            // The worker failed: its error is the one to report.
+            ended = &mut worker => return ended?,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {
+                bail!("light load: a job was not completed within 30 s")
+            }
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     worker.await?
