@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use taskwheel_client::Client;
 use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
+use taskwheel_core::workflow::ParentFailure;
 use taskwheel_core::{DurationSpec, JobId, JobState, Priority, RetryPolicy, Timestamp};
 
 use crate::output::{
@@ -59,13 +60,19 @@ pub(crate) struct SubmitArgs {
     /// A tag to find the job by (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// A job that must end first (repeatable); the job is `blocked` until then.
+    #[arg(long = "depends-on")]
+    depends_on: Vec<JobId>,
+    /// When a parent fails or is cancelled: `skip` this job [default] or `run` it anyway.
+    #[arg(long)]
+    on_parent_failure: Option<ParentFailure>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ListArgs {
     #[arg(long)]
     queue: Option<String>,
-    /// scheduled, available, running, succeeded, failed or cancelled.
+    /// blocked, scheduled, available, running, succeeded, failed, cancelled or skipped.
     #[arg(long)]
     state: Option<JobState>,
     #[arg(long)]
@@ -94,6 +101,8 @@ impl SubmitArgs {
             }),
             idempotency_key: self.idempotency_key,
             tags: self.tags,
+            depends_on: self.depends_on,
+            on_parent_failure: self.on_parent_failure,
         }
     }
 }
@@ -235,6 +244,17 @@ fn job_detail(job: &JobView) -> String {
     }
     if !job.tags.is_empty() {
         list.push(("tags", job.tags.join(", ")));
+    }
+    if !job.depends_on.is_empty() {
+        let parents: Vec<String> = job.depends_on.iter().map(JobId::to_string).collect();
+        let policy = job.on_parent_failure.unwrap_or_default().as_str();
+        list.push((
+            "depends_on",
+            format!("{} (on parent failure: {policy})", parents.join(", ")),
+        ));
+    }
+    if let (Some(id), Some(name)) = (&job.workflow_id, &job.workflow_job) {
+        list.push(("workflow", format!("{id} (as `{name}`)")));
     }
     if let Some(lease) = &job.lease {
         list.push((
@@ -385,6 +405,10 @@ mod tests {
             tags: vec![],
             schedule_id: None,
             fire_time: None,
+            depends_on: Vec::new(),
+            on_parent_failure: None,
+            workflow_id: None,
+            workflow_job: None,
             attempt: 1,
             cancel_requested: true,
             lease: None,

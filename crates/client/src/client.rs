@@ -16,6 +16,7 @@ use taskwheel_core::wire::{
     HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView, LeaseRequest, LeaseResponse,
     ListJobsQuery, SnoozeRequest, SubmitJob,
 };
+use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId, WorkflowView};
 use taskwheel_core::{ErrorCode, JobId, LeaseToken};
 
 /// How long any request but `lease` may take end to end. Generous, because a
@@ -224,6 +225,32 @@ impl Client {
     pub async fn cancel(&self, id: JobId) -> Result<JobView, ClientError> {
         self.send::<(), _>(Method::DELETE, &format!("api/v1/jobs/{id}"), None, None)
             .await
+    }
+
+    /// `POST /api/v1/workflows`: a graph of named jobs in one transaction.
+    pub async fn submit_workflow(
+        &self,
+        workflow: &SubmitWorkflow,
+    ) -> Result<WorkflowView, ClientError> {
+        self.send(Method::POST, "api/v1/workflows", Some(workflow), None)
+            .await
+    }
+
+    /// `GET /api/v1/workflows/{id}`: every job's state and the overall state.
+    pub async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowView, ClientError> {
+        self.send::<(), _>(Method::GET, &format!("api/v1/workflows/{id}"), None, None)
+            .await
+    }
+
+    /// `DELETE /api/v1/workflows/{id}`: cancels what has not ended.
+    pub async fn cancel_workflow(&self, id: WorkflowId) -> Result<WorkflowView, ClientError> {
+        self.send::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/workflows/{id}"),
+            None,
+            None,
+        )
+        .await
     }
 
     /// `POST /api/v1/jobs/{id}/retry`: runs a failed or cancelled job again.

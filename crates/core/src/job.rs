@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::firing::ScheduleId;
 use crate::retry::RetryPolicy;
+use crate::workflow::{ParentFailure, WorkflowId};
 
 /// The tenant every object belongs to until authentication assigns others.
 pub const TENANT_DEFAULT: &str = "default";
@@ -63,6 +64,8 @@ impl fmt::Display for LeaseToken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waiting for its parents (`depends_on`) to finish.
+    Blocked,
     /// Not yet due: a delayed job, or one waiting out a retry backoff.
     Scheduled,
     /// Due and waiting for a worker.
@@ -73,39 +76,53 @@ pub enum JobState {
     /// Attempts exhausted or failed with `retry: false`: the dead-letter list.
     Failed,
     Cancelled,
+    /// Never ran: a parent failed or was cancelled or skipped (`on_parent_failure: skip`).
+    Skipped,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 8] = [
+        JobState::Blocked,
         JobState::Scheduled,
         JobState::Available,
         JobState::Running,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Cancelled,
+        JobState::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Blocked => "blocked",
             JobState::Scheduled => "scheduled",
             JobState::Available => "available",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Skipped => "skipped",
         }
     }
 
     /// Pending states: the job has not run to an end yet and can be cancelled outright.
     pub fn is_pending(self) -> bool {
-        matches!(self, JobState::Scheduled | JobState::Available)
+        matches!(
+            self,
+            JobState::Blocked | JobState::Scheduled | JobState::Available
+        )
     }
 
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Skipped
         )
+    }
+
+    /// Final states that do not count as success for a dependent job.
+    pub fn is_unsuccessful_end(self) -> bool {
+        self.is_final() && self != JobState::Succeeded
     }
 }
 
@@ -123,7 +140,7 @@ impl FromStr for JobState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "`{s}` is not a job state (one of scheduled, available, running, succeeded, failed, cancelled)"
+                    "`{s}` is not a job state (one of blocked, scheduled, available, running, succeeded, failed, cancelled, skipped)"
                 )
             })
     }
@@ -218,6 +235,11 @@ pub struct NewJob {
     pub tags: Vec<String>,
     /// The schedule and tick that created this job; at most one job per pair.
     pub schedule: Option<(ScheduleId, Timestamp)>,
+    /// Jobs that must end before this one may run; empty for most jobs.
+    pub depends_on: Vec<JobId>,
+    pub on_parent_failure: ParentFailure,
+    /// The workflow this job belongs to, and its name there.
+    pub workflow: Option<(WorkflowId, String)>,
 }
 
 impl NewJob {
@@ -265,6 +287,9 @@ pub struct Job {
     /// The schedule that created this job, and the tick it belongs to.
     pub schedule_id: Option<ScheduleId>,
     pub fire_time: Option<Timestamp>,
+    pub depends_on: Vec<JobId>,
+    pub on_parent_failure: ParentFailure,
+    pub workflow: Option<(WorkflowId, String)>,
     /// Attempts started since the job was submitted or last re-run by hand.
     pub attempt: u32,
     pub cancel_requested: bool,

@@ -13,6 +13,7 @@
 //! - [`firing`]: misfire, overlap and jitter: which ticks a due schedule fires.
 //! - [`recurring`]: a schedule as defined and stored: timing, job template, policies, health.
 //! - [`lifecycle`]: the state machine; what a failure, an expiry or a cancel turns a job into.
+//! - [`workflow`]: dependencies between jobs (`depends_on`) and workflows: when a child may run, cycle checks.
 //! - [`wire`]: request and response bodies of REST API v1, and their validation.
 //! - [`error`]: the public error-code table shared by every API adapter.
 //!
@@ -30,6 +31,7 @@ pub mod retry;
 pub mod schedule;
 pub mod time;
 pub mod wire;
+pub mod workflow;
 
 pub use duration::{DurationSpec, parse_duration};
 pub use error::{ErrorCode, FieldError};

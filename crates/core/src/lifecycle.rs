@@ -10,6 +10,11 @@
 //!                                    │  └──(snooze/release)
 //!                                    └──(manual retry of failed|cancelled)
 //! scheduled|available ──(cancel)──> cancelled
+//!
+//! blocked ──(every parent ended; see `workflow::readiness`)──> scheduled|available
+//!    └──(a parent failed|cancelled|skipped, policy skip)──> skipped
+//! blocked ──(cancel)──> cancelled
+//! skipped ──(manual retry)──> available
 //! ```
 
 use std::time::Duration;
@@ -166,7 +171,7 @@ pub fn cancel(state: JobState) -> Result<CancelEffect, TransitionError> {
 /// A manual re-run: only for jobs that ended badly.
 pub fn rerun(state: JobState) -> Result<(), TransitionError> {
     match state {
-        JobState::Failed | JobState::Cancelled => Ok(()),
+        JobState::Failed | JobState::Cancelled | JobState::Skipped => Ok(()),
         state => Err(TransitionError::WrongState {
             action: "retry",
             state,

@@ -13,6 +13,7 @@ use crate::firing::ScheduleId;
 use crate::job::{Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority};
 use crate::retry::RetryPolicy;
 use crate::time::add;
+use crate::workflow::{ParentFailure, ParentResult, WorkflowId, validate_parents};
 
 /// Longest accepted names (queue, kind, worker) and keys.
 pub const MAX_NAME_LEN: usize = 128;
@@ -50,6 +51,12 @@ pub struct SubmitJob {
     pub idempotency_key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Jobs that must end before this one runs; it is `blocked` until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<JobId>,
+    /// What to do when a parent fails, is cancelled or skipped (default `skip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_parent_failure: Option<ParentFailure>,
 }
 
 impl SubmitJob {
@@ -91,14 +98,10 @@ impl SubmitJob {
         retry
             .validate()
             .map_err(|(field, msg)| FieldError::new(format!("retry.{field}"), msg))?;
-        if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.contains('\0'))
-        {
-            return Err(FieldError::new(
-                "idempotency_key",
-                format!("must be 1 to {MAX_KEY_LEN} bytes long, without NUL characters"),
-            ));
+        if let Some(key) = &self.idempotency_key {
+            validate_key("idempotency_key", key)?;
         }
+        validate_parents("depends_on", &self.depends_on)?;
         if self.tags.len() > MAX_TAGS {
             return Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         }
@@ -124,8 +127,22 @@ impl SubmitJob {
             idempotency_key: self.idempotency_key,
             tags: self.tags,
             schedule: None,
+            depends_on: self.depends_on,
+            on_parent_failure: self.on_parent_failure.unwrap_or_default(),
+            workflow: None,
         })
     }
+}
+
+/// Checks a client-chosen key (idempotency key and the like).
+pub fn validate_key(field: &str, key: &str) -> Result<(), FieldError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.contains('\0') {
+        return Err(FieldError::new(
+            field,
+            format!("must be 1 to {MAX_KEY_LEN} bytes long, without NUL characters"),
+        ));
+    }
+    Ok(())
 }
 
 const NUL_MESSAGE: &str =
@@ -193,6 +210,17 @@ pub struct JobView {
     pub schedule_id: Option<ScheduleId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire_time: Option<Timestamp>,
+    /// The jobs this one waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<JobId>,
+    /// Shown for jobs with parents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_parent_failure: Option<ParentFailure>,
+    /// The workflow the job belongs to, and its name there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<WorkflowId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_job: Option<String>,
     /// Attempts started in the current run (reset by a manual retry).
     pub attempt: u32,
     pub cancel_requested: bool,
@@ -263,6 +291,10 @@ impl From<Job> for JobView {
             tags: j.tags,
             schedule_id: j.schedule_id,
             fire_time: j.fire_time,
+            on_parent_failure: (!j.depends_on.is_empty()).then_some(j.on_parent_failure),
+            depends_on: j.depends_on,
+            workflow_id: j.workflow.as_ref().map(|(id, _)| *id),
+            workflow_job: j.workflow.map(|(_, name)| name),
             attempt: j.attempt,
             cancel_requested: j.cancel_requested,
             lease: j.lease.map(|l| LeaseView {
@@ -340,6 +372,9 @@ pub struct LeasedJob {
     pub job: JobView,
     pub lease_token: LeaseToken,
     pub lease_expires_at: Timestamp,
+    /// For a job with parents: how each ended, and its result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<ParentResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

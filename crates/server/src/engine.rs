@@ -6,16 +6,18 @@
 //! Memory holds only caches (waiters, the next timer instant); the store is
 //! the truth, and everything here is rebuilt from it on start.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
+use taskwheel_core::workflow::{ParentResult, SubmitWorkflow, WorkflowId};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
 use taskwheel_store::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeStatus, QueueRef,
-    ShardClaim, Store, StoreError, Submitted,
+    Released, ShardClaim, Store, StoreError, Submitted, WorkflowSubmitted,
 };
 use tokio::sync::{broadcast, watch};
 
@@ -168,8 +170,37 @@ impl Engine {
         Ok(self.store.list_jobs(tenant, &filter).await?)
     }
 
-    /// Leases jobs, long-polling up to `wait` when none are available.
-    pub async fn lease(&self, tenant: &str, request: LeaseRequest) -> Result<Vec<LeasedJob>> {
+    /// Leases jobs, long-polling up to `wait` when none are available. Jobs
+    /// with parents come with their parents' outcomes and results.
+    pub async fn lease(
+        &self,
+        tenant: &str,
+        request: LeaseRequest,
+    ) -> Result<Vec<(LeasedJob, Vec<ParentResult>)>> {
+        let leased = self.lease_jobs(tenant, request).await?;
+        let children: Vec<JobId> = leased
+            .iter()
+            .filter(|l| !l.job.depends_on.is_empty())
+            .map(|l| l.job.id)
+            .collect();
+        let mut parents: HashMap<JobId, Vec<ParentResult>> = HashMap::new();
+        if !children.is_empty() {
+            for (child, parent) in self.store.parent_results(tenant, &children).await? {
+                parents.entry(child).or_default().push(parent);
+            }
+        }
+        Ok(leased
+            .into_iter()
+            .map(|l| {
+                let mut mine = parents.remove(&l.job.id).unwrap_or_default();
+                // In the order the job lists them.
+                mine.sort_by_key(|p| l.job.depends_on.iter().position(|id| *id == p.id));
+                (l, mine)
+            })
+            .collect())
+    }
+
+    async fn lease_jobs(&self, tenant: &str, request: LeaseRequest) -> Result<Vec<LeasedJob>> {
         request.validate()?;
         let wait = request.wait.map(|w| w.0).unwrap_or(Duration::ZERO);
         let give_up = tokio::time::Instant::now() + wait;
@@ -208,7 +239,11 @@ impl Engine {
         tenant: &str,
         items: Vec<Completion>,
     ) -> Result<Vec<Result<Moved, StoreError>>> {
-        Ok(self.store.complete(tenant, items, self.now()).await?)
+        let outcomes = self.store.complete(tenant, items, self.now()).await?;
+        for moved in outcomes.iter().flatten() {
+            self.announce_released(&moved.released);
+        }
+        Ok(outcomes)
     }
 
     pub async fn fail(
@@ -250,7 +285,37 @@ impl Engine {
     }
 
     pub async fn cancel(&self, tenant: &str, id: JobId) -> Result<Job> {
-        Ok(self.store.cancel(tenant, id, self.now()).await?)
+        let (job, released) = self.store.cancel(tenant, id, self.now()).await?;
+        self.announce_released(&released);
+        Ok(job)
+    }
+
+    /// Checks and stores a workflow (or finds it by its idempotency key).
+    pub async fn submit_workflow(
+        &self,
+        tenant: &str,
+        request: SubmitWorkflow,
+    ) -> Result<WorkflowSubmitted> {
+        let now = self.now();
+        let workflow = request.validate(tenant, now)?;
+        let submitted = self.store.submit_workflow(workflow, now).await?;
+        if !submitted.deduplicated {
+            for job in &submitted.jobs {
+                self.announce(&job.tenant, &job.queue, job.state, job.run_at);
+            }
+        }
+        Ok(submitted)
+    }
+
+    pub async fn get_workflow(&self, tenant: &str, id: WorkflowId) -> Result<WorkflowSubmitted> {
+        Ok(self.store.get_workflow(tenant, id).await?)
+    }
+
+    /// Cancels what has not ended yet; running jobs learn it at their next heartbeat.
+    pub async fn cancel_workflow(&self, tenant: &str, id: WorkflowId) -> Result<WorkflowSubmitted> {
+        let (workflow, released) = self.store.cancel_workflow(tenant, id, self.now()).await?;
+        self.announce_released(&released);
+        Ok(workflow)
     }
 
     pub async fn rerun(&self, tenant: &str, id: JobId) -> Result<Job> {
@@ -311,6 +376,14 @@ impl Engine {
     fn announce_moved(&self, tenant: &str, moved: &Moved) {
         if let Some(run_at) = moved.run_at {
             self.announce(tenant, &moved.queue, moved.state, run_at);
+        }
+        self.announce_released(&moved.released);
+    }
+
+    /// Jobs whose parents just ended: wake their queues, arm their timers.
+    fn announce_released(&self, released: &[Released]) {
+        for r in released {
+            self.announce(&r.tenant, &r.queue, r.state, r.run_at);
         }
     }
 }

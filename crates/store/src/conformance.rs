@@ -19,6 +19,9 @@ use taskwheel_core::{
 
 use crate::{Completion, JobFilter, LeaseParams, LeasedJob, ScheduleKey, Store, StoreError};
 
+mod dependencies;
+pub use dependencies::*;
+
 /// What an engine's test hands the suite: a fresh store, or, for an engine
 /// whose server may be absent on this machine, `None` to skip the case.
 pub trait FreshStore {
@@ -81,6 +84,13 @@ macro_rules! conformance_tests {
             paused_schedules_do_not_fire_and_resume_by_policy,
             schedules_by_name_trigger_and_delete,
             dead_lettered_runs_count_against_the_schedule,
+            a_child_waits_for_every_parent,
+            a_failed_parent_skips_its_descendants,
+            unknown_parents_are_refused_and_nothing_is_stored,
+            cancelling_a_parent_or_a_blocked_child,
+            parents_ending_at_once_release_the_child_once,
+            a_workflow_fans_out_and_in,
+            a_workflow_is_cancelled_and_deduplicated,
         );
     };
 }
@@ -473,7 +483,7 @@ pub async fn heartbeat_extends_the_lease(store: Arc<dyn Store>) {
 
 pub async fn cancel_pending_and_running(store: Arc<dyn Store>) {
     let pending = submit(&store, json!({"kind": "k", "delay": "1h"}), t0()).await;
-    let cancelled = store.cancel("default", pending.id, secs(1)).await.unwrap();
+    let (cancelled, _) = store.cancel("default", pending.id, secs(1)).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert!(
         store
@@ -487,7 +497,7 @@ pub async fn cancel_pending_and_running(store: Arc<dyn Store>) {
 
     let running = submit(&store, json!({"kind": "k"}), t0()).await;
     let leased = lease_one(&store, t0()).await;
-    let flagged = store.cancel("default", running.id, secs(1)).await.unwrap();
+    let (flagged, _) = store.cancel("default", running.id, secs(1)).await.unwrap();
     assert_eq!(flagged.state, JobState::Running);
     assert!(flagged.cancel_requested);
     let beat = store

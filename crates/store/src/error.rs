@@ -1,6 +1,6 @@
 //! The store's error type.
 
-use taskwheel_core::TransitionError;
+use taskwheel_core::{FieldError, TransitionError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -9,6 +9,12 @@ pub enum StoreError {
     NotFound,
     #[error("no such schedule")]
     ScheduleNotFound,
+    #[error("no such workflow")]
+    WorkflowNotFound,
+    /// The request names something the database does not hold (say, an
+    /// unknown parent job): the client's mistake, reported on its field.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
     /// A unique name is taken.
     #[error("{0}")]
     Conflict(String),

@@ -12,6 +12,10 @@
 //!   `FOR UPDATE SKIP LOCKED`, and `LISTEN/NOTIFY` tells other nodes when jobs
 //!   become available.
 //!
+//! Jobs may depend on other jobs: a child is `blocked` until its parents
+//! end, and the transaction that ends a parent also releases (or skips) its
+//! children, following `taskwheel_core::workflow::readiness`.
+//!
 //! [`conformance`] is the behaviour every engine must show; each engine's
 //! tests run it.
 //!
@@ -34,6 +38,7 @@ use serde_json::Value;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
+use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId, WorkflowRecord};
 use taskwheel_core::{Clock, Job, JobId, JobState, LeaseToken, NewJob};
 
 pub use error::StoreError;
@@ -91,6 +96,29 @@ pub struct Moved {
     pub run_at: Option<Timestamp>,
     /// The job's queue, so the caller can wake its waiters.
     pub queue: String,
+    /// Dependent jobs this job's end moved out of `blocked`.
+    pub released: Vec<Released>,
+}
+
+/// A job that left `blocked` because its parents ended (in the same
+/// transaction): now `available`, `scheduled` or `skipped`. The caller wakes
+/// its queue or arms its timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub id: JobId,
+    pub tenant: String,
+    pub queue: String,
+    pub state: JobState,
+    pub run_at: Timestamp,
+}
+
+/// What [`Store::submit_workflow`] stored, or found under the same idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowSubmitted {
+    pub workflow: WorkflowRecord,
+    /// Parents before children.
+    pub jobs: Vec<Job>,
+    pub deduplicated: bool,
 }
 
 /// Filters for [`Store::list_jobs`]; newest first, `before` is the paging cursor.
@@ -115,6 +143,16 @@ impl Woken {
     pub fn merge(&mut self, other: Woken) {
         self.queues.extend(other.queues);
         self.due.extend(other.due);
+    }
+
+    /// Adds the queues of released jobs that became available.
+    pub fn add_released(&mut self, released: &[Released]) {
+        for r in released.iter().filter(|r| r.state == JobState::Available) {
+            self.queues.insert(QueueRef {
+                tenant: r.tenant.clone(),
+                queue: r.queue.clone(),
+            });
+        }
     }
 }
 
@@ -169,7 +207,38 @@ pub struct QueueRef {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a new job, or returns the existing one with the same idempotency key.
+    /// A job with parents (`depends_on`, all in the same tenant, else
+    /// [`StoreError::Invalid`]) starts `blocked`, or `skipped`, or runnable,
+    /// from how its parents stand right now.
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted>;
+
+    /// Stores a whole workflow in one transaction (its jobs come parents
+    /// first), or returns the one stored earlier under its idempotency key.
+    async fn submit_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Timestamp,
+    ) -> Result<WorkflowSubmitted>;
+
+    /// A workflow and its jobs (without attempts), parents before children.
+    async fn get_workflow(&self, tenant: &str, id: WorkflowId) -> Result<WorkflowSubmitted>;
+
+    /// Cancels every job of the workflow that has not ended: pending ones at
+    /// once, running ones through their heartbeat. Answers the workflow after,
+    /// and the jobs outside it that this released.
+    async fn cancel_workflow(
+        &self,
+        tenant: &str,
+        id: WorkflowId,
+        now: Timestamp,
+    ) -> Result<(WorkflowSubmitted, Vec<Released>)>;
+
+    /// The parents of each of `children`, with their states and results.
+    async fn parent_results(
+        &self,
+        tenant: &str,
+        children: &[JobId],
+    ) -> Result<Vec<(JobId, ParentResult)>>;
 
     /// A job with its finished attempts.
     async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job>;
@@ -216,7 +285,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Moved>;
 
     /// Cancels a pending job, or flags a running one for its worker to see.
-    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job>;
+    /// Answers the job and the dependent jobs its end released.
+    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp)
+    -> Result<(Job, Vec<Released>)>;
 
     /// Makes a failed or cancelled job available again with a fresh attempt budget.
     async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job>;

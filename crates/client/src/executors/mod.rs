@@ -250,6 +250,10 @@ pub(crate) mod testing {
             tags: Vec::new(),
             schedule_id: None,
             fire_time: None,
+            depends_on: Vec::new(),
+            on_parent_failure: None,
+            workflow_id: None,
+            workflow_job: None,
             attempt: 1,
             cancel_requested: false,
             lease: None,
@@ -260,6 +264,7 @@ pub(crate) mod testing {
             job,
             lease_token: LeaseToken::random(),
             lease_expires_at: now,
+            parents: Vec::new(),
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         (

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use taskwheel_core::wire::{CompleteRequest, FailRequest, LeasedJob, SnoozeRequest};
+use taskwheel_core::workflow::ParentResult;
 use taskwheel_core::{DurationSpec, JobId, LeaseToken, Timestamp};
 use tokio::sync::watch;
 
@@ -88,6 +89,21 @@ impl JobContext {
     /// The payload decoded into `T`.
     pub fn payload_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         T::deserialize(&self.job.job.payload)
+    }
+
+    /// For a job with parents (`depends_on`, workflows): how each parent
+    /// ended and what it returned, in the order the job lists them.
+    pub fn parents(&self) -> &[ParentResult] {
+        &self.job.parents
+    }
+
+    /// The result of the parent named `name` in this job's workflow.
+    pub fn parent_result(&self, name: &str) -> Option<&Value> {
+        self.job
+            .parents
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| p.result.as_ref())
     }
 
     /// 1 for the first attempt of the current run.

@@ -47,6 +47,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::new(ErrorCode::NotFound, "no such job"),
             StoreError::ScheduleNotFound => Self::new(ErrorCode::NotFound, "no such schedule"),
+            StoreError::WorkflowNotFound => Self::new(ErrorCode::NotFound, "no such workflow"),
+            StoreError::Invalid(field) => field.into(),
             StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::Transition(t @ TransitionError::StaleLease) => {
                 Self::new(ErrorCode::LeaseMismatch, t.to_string())

@@ -6,6 +6,7 @@ mod extract;
 mod jobs;
 mod schedules;
 mod work;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -72,6 +73,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/schedules/{key}/resume", post(schedules::resume))
         .route("/api/v1/schedules/{key}/trigger", post(schedules::trigger))
         .route("/api/v1/schedules/{key}/next", get(schedules::next))
+        .route("/api/v1/workflows", post(workflows::submit))
+        .route(
+            "/api/v1/workflows/{id}",
+            get(workflows::get).delete(workflows::cancel),
+        )
         .route("/api/v1/cluster", get(cluster))
         .route(
             "/api/v1/stats",

@@ -31,10 +31,11 @@ pub(crate) async fn lease(
     let leased = engine.lease(&tenant, request).await?;
     let jobs = leased
         .into_iter()
-        .map(|l| LeasedJob {
+        .map(|(l, parents)| LeasedJob {
             lease_token: l.token,
             lease_expires_at: l.expires_at,
             job: JobView::from(l.job),
+            parents,
         })
         .collect();
     Ok(Json(LeaseResponse { jobs }))

@@ -6,3 +6,4 @@ mod cluster;
 mod common;
 mod schedules;
 mod sdk;
+mod workflows;

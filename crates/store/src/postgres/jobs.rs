@@ -38,11 +38,14 @@ use uuid::Uuid;
 
 use super::cluster::Shards;
 use super::error::Res;
-use super::rows::{self, At, Running, int, job_columns, running_columns, to_millis};
+use super::rows::{
+    self, At, JOB_COLUMN_COUNT, Running, int, job_columns, running_columns, to_millis,
+};
 use super::tx::Tx;
+use super::workflows;
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, StoreError,
-    Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Released, Result,
+    StoreError, Submitted, Woken,
 };
 
 /// Promotion and reaping work in slices of this many jobs per statement.
@@ -93,11 +96,15 @@ pub(super) async fn submit(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Subm
 /// Inserts a job; `None` when it collides with an existing one on a unique
 /// index: the same idempotency key, or the same (schedule, tick).
 pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Option<Job>> {
-    let state = job.initial_state(now);
+    let state = workflows::initial_state(tx, &job, now).await?;
+    // A job whose parent already failed is skipped from the start.
+    let finished_at = state.is_final().then_some(now);
+    let has_parents = !job.depends_on.is_empty();
     let inserted = query(
         "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
-         updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15) \
+         updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
+         depends_on, on_parent_failure, workflow_id, workflow_job) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT DO NOTHING",
     )
     .bind(job.id.0)
@@ -115,12 +122,18 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     .bind(serde_json::to_value(&job.tags)?)
     .bind(job.schedule.map(|(id, _)| id.0))
     .bind(job.schedule.map(|(_, tick)| At(tick)))
+    .bind(finished_at.map(At))
+    .bind(has_parents.then(|| job.depends_on.iter().map(|p| p.0).collect::<Vec<Uuid>>()))
+    .bind(has_parents.then_some(job.on_parent_failure.as_str()))
+    .bind(job.workflow.as_ref().map(|(id, _)| id.0))
+    .bind(job.workflow.as_ref().map(|(_, name)| name.as_str()))
     .execute(tx.conn())
     .await?
     .rows_affected();
     if inserted == 0 {
         return Ok(None);
     }
+    workflows::insert_edges(tx, job.id, &job.depends_on).await?;
     if state == JobState::Available {
         tx.wake(&job.tenant, &job.queue);
     }
@@ -135,13 +148,16 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
         run_at: job.run_at,
         created_at: job.created_at,
         updated_at: job.created_at,
-        finished_at: None,
+        finished_at,
         timeout: job.timeout,
         retry: job.retry,
         idempotency_key: job.idempotency_key,
         tags: job.tags,
         schedule_id: job.schedule.map(|(id, _)| id),
         fire_time: job.schedule.map(|(_, tick)| tick),
+        depends_on: job.depends_on,
+        on_parent_failure: job.on_parent_failure,
+        workflow: job.workflow,
         attempt: 0,
         cancel_requested: false,
         lease: None,
@@ -164,10 +180,10 @@ pub(super) async fn get_job(pool: &PgPool, tenant: &str, id: JobId) -> Res<Job> 
     .await?;
     let first = found.first().ok_or(StoreError::NotFound)?;
     let mut job = rows::job(first)?;
-    // The job's 25 columns, then the attempt's 7 (all NULL without attempts).
+    // The job's columns, then the attempt's 7 (all NULL without attempts).
     for row in &found {
-        if row.try_get::<Option<i32>, _>(25)?.is_some() {
-            job.attempts.push(rows::attempt(row, 25)?);
+        if row.try_get::<Option<i32>, _>(JOB_COLUMN_COUNT)?.is_some() {
+            job.attempts.push(rows::attempt(row, JOB_COLUMN_COUNT)?);
         }
     }
     Ok(job)
@@ -437,6 +453,7 @@ pub(super) async fn complete(
                     state: JobState::Succeeded,
                     run_at: None,
                     queue: running.queue.clone(),
+                    released: Vec::new(),
                 }));
             }
             Err(e) => outcomes.push(Err(e)),
@@ -470,6 +487,18 @@ pub(super) async fn complete(
     .bind(At(now))
     .execute(tx.conn())
     .await?;
+    let ended = done.into_iter().map(JobId).collect();
+    let mut released: HashMap<JobId, Vec<Released>> = HashMap::new();
+    for (parent, child) in workflows::release_children(tx, ended, now).await? {
+        released.entry(parent).or_default().push(child);
+    }
+    if !released.is_empty() {
+        for (item, outcome) in ids.iter().zip(outcomes.iter_mut()) {
+            if let (Ok(moved), Some(children)) = (outcome, released.remove(&JobId(*item))) {
+                moved.released = children;
+            }
+        }
+    }
     Ok(outcomes)
 }
 
@@ -510,7 +539,7 @@ async fn apply_failure(
         FailureVerdict::RetryAt(at) => put_back(tx, running, at, 0, now).await,
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
-            finish(tx, running.id, state, now).await?;
+            let released = finish(tx, running.id, state, now).await?;
             if let (JobState::Failed, Some(schedule)) = (state, running.schedule_id) {
                 // A schedule's health counts its dead-lettered runs.
                 query("UPDATE schedules SET failed = failed + 1 WHERE id = $1")
@@ -522,6 +551,7 @@ async fn apply_failure(
                 state,
                 run_at: None,
                 queue: running.queue.clone(),
+                released,
             })
         }
     }
@@ -567,8 +597,9 @@ async fn end_attempt(
     Ok(())
 }
 
-/// Moves a job to a final state and clears its lease.
-async fn finish(tx: &mut Tx, id: JobId, state: JobState, now: Timestamp) -> Res<()> {
+/// Moves a job to a final state, clears its lease, and releases the
+/// dependent jobs that were waiting for it.
+async fn finish(tx: &mut Tx, id: JobId, state: JobState, now: Timestamp) -> Res<Vec<Released>> {
     query(
         "UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
          worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
@@ -579,7 +610,8 @@ async fn finish(tx: &mut Tx, id: JobId, state: JobState, now: Timestamp) -> Res<
     .bind(At(now))
     .execute(tx.conn())
     .await?;
-    Ok(())
+    let released = workflows::release_children(tx, vec![id], now).await?;
+    Ok(released.into_iter().map(|(_, child)| child).collect())
 }
 
 /// Returns a job to the queue, due at `at`; `refund` attempts are given back.
@@ -614,12 +646,18 @@ async fn put_back(
         state,
         run_at: Some(at),
         queue: running.queue.clone(),
+        released: Vec::new(),
     })
 }
 
-pub(super) async fn cancel(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) -> Res<Job> {
+pub(super) async fn cancel(
+    tx: &mut Tx,
+    tenant: &str,
+    id: JobId,
+    now: Timestamp,
+) -> Res<(Job, Vec<Released>)> {
     let job = load_job(tx, tenant, id, true).await?;
-    match lifecycle::cancel(job.state)? {
+    let released = match lifecycle::cancel(job.state)? {
         CancelEffect::Cancelled => finish(tx, id, JobState::Cancelled, now).await?,
         CancelEffect::Requested => {
             query("UPDATE jobs SET cancel_requested = true, updated_at = $2 WHERE id = $1")
@@ -627,9 +665,10 @@ pub(super) async fn cancel(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp)
                 .bind(At(now))
                 .execute(tx.conn())
                 .await?;
+            Vec::new()
         }
-    }
-    load_job(tx, tenant, id, false).await
+    };
+    Ok((load_job(tx, tenant, id, false).await?, released))
 }
 
 pub(super) async fn rerun(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) -> Res<Job> {
@@ -718,6 +757,7 @@ pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp, shards: &Shards) -
                     queue: running.queue.clone(),
                 });
             }
+            woken.add_released(&moved.released);
         }
         if (expired.len() as i64) < SLICE {
             return Ok(woken);

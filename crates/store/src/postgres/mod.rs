@@ -4,6 +4,7 @@
 //! - `schema`: tables, indexes and embedded migrations, applied by
 //!   [`PgStore::connect`] under an advisory lock so nodes starting together
 //!   migrate once.
+//! - `workflows`: job dependencies (release of blocked children) and workflows.
 //! - `jobs`, `schedules`: the SQL of each operation, as functions over a
 //!   `tx::Tx`; transitions are decided by `taskwheel_core::lifecycle`.
 //! - `tx`: one operation's transaction; it notifies other nodes of newly
@@ -40,6 +41,7 @@ mod rows;
 mod schedules;
 mod schema;
 mod tx;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,17 +52,20 @@ use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
+use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeInfo, NodeStatus,
-    QueueRef, Result, ScheduleKey, ShardClaim, Store, StoreError, Submitted, Woken,
+    QueueRef, Released, Result, ScheduleKey, ShardClaim, Store, StoreError, Submitted, Woken,
+    WorkflowSubmitted,
 };
 use error::{Fault, Res};
 use tx::Tx;
 
 pub use listen::CHANNEL;
+pub use schema::SCHEMA_VERSION;
 
 /// How many times a transaction runs when it keeps losing deadlocks.
 const MAX_CONFLICT_TRIES: u32 = 3;
@@ -351,8 +356,47 @@ impl Store for PgStore {
         transaction!(self, |tx| jobs::snooze(tx, tenant, id, token, delay, now))
     }
 
-    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+    async fn cancel(
+        &self,
+        tenant: &str,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<(Job, Vec<Released>)> {
         transaction!(self, |tx| jobs::cancel(tx, tenant, id, now))
+    }
+
+    async fn submit_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Timestamp,
+    ) -> Result<WorkflowSubmitted> {
+        transaction!(self, |tx| workflows::submit_workflow(
+            tx,
+            workflow.clone(),
+            now
+        ))
+    }
+
+    async fn get_workflow(&self, tenant: &str, id: WorkflowId) -> Result<WorkflowSubmitted> {
+        // The workflow row and its jobs from one snapshot.
+        transaction!(self, |tx| workflows::load(tx, tenant, id))
+    }
+
+    async fn cancel_workflow(
+        &self,
+        tenant: &str,
+        id: WorkflowId,
+        now: Timestamp,
+    ) -> Result<(WorkflowSubmitted, Vec<Released>)> {
+        transaction!(self, |tx| workflows::cancel_workflow(tx, tenant, id, now))
+    }
+
+    async fn parent_results(
+        &self,
+        tenant: &str,
+        children: &[JobId],
+    ) -> Result<Vec<(JobId, ParentResult)>> {
+        read!(self, |db| workflows::parent_results(db, tenant, children))
     }
 
     async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {

@@ -14,6 +14,7 @@ use sqlx_postgres::types::{Oid, PgHasArrayType};
 use sqlx_postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef, Postgres};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::{from_micros, to_micros};
+use taskwheel_core::workflow::WorkflowId;
 use taskwheel_core::{
     Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, RunningLease,
 };
@@ -77,10 +78,14 @@ macro_rules! job_columns {
     () => {
         "id, tenant, queue, kind, payload, priority, state, run_at, created_at, updated_at, \
          finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
-         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time"
+         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
+         depends_on, on_parent_failure, workflow_id, workflow_job"
     };
 }
 pub(super) use job_columns;
+
+/// How many columns [`job_columns`] lists (a join's next columns start here).
+pub(super) const JOB_COLUMN_COUNT: usize = 29;
 
 /// The columns a transition of a running job needs (no payload), in the
 /// order [`running`] reads them.
@@ -118,6 +123,25 @@ pub(super) fn job(row: &PgRow) -> Res<Job> {
         lease: lease(row, 17)?,
         schedule_id: row.try_get::<Option<Uuid>, _>(23)?.map(ScheduleId),
         fire_time: instant(row, 24)?,
+        depends_on: row
+            .try_get::<Option<Vec<Uuid>>, _>(25)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(JobId)
+            .collect(),
+        on_parent_failure: row
+            .try_get::<Option<&str>, _>(26)?
+            .map(str::parse)
+            .transpose()
+            .map_err(StoreError::Backend)?
+            .unwrap_or_default(),
+        workflow: match (
+            row.try_get::<Option<Uuid>, _>(27)?,
+            row.try_get::<Option<String>, _>(28)?,
+        ) {
+            (Some(id), Some(name)) => Some((WorkflowId(id), name)),
+            _ => None,
+        },
         attempts: Vec::new(),
     })
 }
@@ -188,7 +212,7 @@ pub(super) fn instant(row: &PgRow, index: usize) -> Res<Option<Timestamp>> {
     Ok(row.try_get::<Option<At>, _>(index)?.map(|at| at.0))
 }
 
-fn parse_state(s: &str) -> Res<JobState> {
+pub(super) fn parse_state(s: &str) -> Res<JobState> {
     Ok(s.parse().map_err(StoreError::Backend)?)
 }
 

@@ -21,7 +21,7 @@ use sqlx_postgres::{PgPool, PgRow};
 use taskwheel_core::firing::{self, OverlapPolicy, ScheduleId};
 use taskwheel_core::recurring::{ScheduleHealth, ScheduleRecord};
 use taskwheel_core::time::add;
-use taskwheel_core::{Job, JobState};
+use taskwheel_core::{Job, JobId, JobState};
 use uuid::Uuid;
 
 use super::cluster::Shards;
@@ -29,7 +29,7 @@ use super::error::{Res, is_unique_violation};
 use super::jobs::insert_job;
 use super::rows::{At, instant};
 use super::tx::Tx;
-use crate::{QueueRef, ScheduleKey, StoreError, Woken};
+use crate::{QueueRef, Released, ScheduleKey, StoreError, Woken};
 
 macro_rules! schedule_columns {
     () => {
@@ -244,7 +244,10 @@ async fn fire_one(tx: &mut Tx, s: &ScheduleRecord, now: Timestamp, woken: &mut W
                 continue;
             }
             OverlapPolicy::Forbid => {}
-            OverlapPolicy::Replace => cancel_active_runs(tx, s.id, now).await?,
+            OverlapPolicy::Replace => {
+                let released = cancel_active_runs(tx, s.id, now).await?;
+                woken.add_released(&released);
+            }
         }
         let job = match s
             .definition
@@ -295,15 +298,19 @@ async fn has_active_run(tx: &mut Tx, id: ScheduleId) -> Res<bool> {
 }
 
 /// `overlap: replace`: pending runs are cancelled, running ones asked to stop.
-async fn cancel_active_runs(tx: &mut Tx, id: ScheduleId, now: Timestamp) -> Res<()> {
-    query(
+/// Answers the jobs that waited on a cancelled run and were released.
+async fn cancel_active_runs(tx: &mut Tx, id: ScheduleId, now: Timestamp) -> Res<Vec<Released>> {
+    let cancelled = query(
         "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $2 \
-         WHERE schedule_id = $1 AND state IN ('scheduled', 'available')",
+         WHERE schedule_id = $1 AND state IN ('scheduled', 'available') RETURNING id",
     )
     .bind(id.0)
     .bind(At(now))
-    .execute(tx.conn())
-    .await?;
+    .fetch_all(tx.conn())
+    .await?
+    .iter()
+    .map(|row| Ok(JobId(row.try_get(0)?)))
+    .collect::<Res<Vec<_>>>()?;
     query(
         "UPDATE jobs SET cancel_requested = true, updated_at = $2 \
          WHERE schedule_id = $1 AND state = 'running'",
@@ -312,5 +319,6 @@ async fn cancel_active_runs(tx: &mut Tx, id: ScheduleId, now: Timestamp) -> Res<
     .bind(At(now))
     .execute(tx.conn())
     .await?;
-    Ok(())
+    let released = super::workflows::release_children(tx, cancelled, now).await?;
+    Ok(released.into_iter().map(|(_, child)| child).collect())
 }

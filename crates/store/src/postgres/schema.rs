@@ -111,7 +111,35 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO shard_leases (shard) SELECT generate_series(0, 15);
     "#,
+    // 3: dependencies between jobs, and workflows (SQLite's migration 3).
+    r#"
+    ALTER TABLE jobs ADD COLUMN depends_on uuid[];          -- NULL without parents
+    ALTER TABLE jobs ADD COLUMN on_parent_failure text;     -- 'skip' | 'run'; NULL without parents
+    ALTER TABLE jobs ADD COLUMN workflow_id uuid;
+    ALTER TABLE jobs ADD COLUMN workflow_job text;          -- the job's name in its workflow
+    CREATE INDEX jobs_workflow ON jobs (workflow_id) WHERE workflow_id IS NOT NULL;
+
+    CREATE TABLE job_deps (
+        parent_id  uuid NOT NULL,
+        child_id   uuid NOT NULL,
+        PRIMARY KEY (parent_id, child_id)
+    );
+    CREATE INDEX job_deps_child ON job_deps (child_id, parent_id);
+
+    CREATE TABLE workflows (
+        id               uuid        PRIMARY KEY,
+        tenant           text        NOT NULL,
+        name             text,
+        idempotency_key  text,
+        created_at       timestamptz NOT NULL
+    );
+    CREATE UNIQUE INDEX workflows_idempotency ON workflows (tenant, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    "#,
 ];
+
+/// The schema version a fully migrated database is at.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// The advisory lock class of migrations (two-key form: class, schema hash),
 /// so a migration in one schema does not wait for one in another.

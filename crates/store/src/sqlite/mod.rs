@@ -9,6 +9,7 @@ mod readers;
 mod rows;
 mod schedules;
 mod schema;
+mod workflows;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +22,12 @@ use rusqlite::Connection;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
+use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Result, ScheduleKey,
-    ShardClaim, Store, StoreError, Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Released, Result, ScheduleKey,
+    ShardClaim, Store, StoreError, Submitted, Woken, WorkflowSubmitted,
 };
 use readers::Readers;
 use writer::Writer;
@@ -168,7 +170,52 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn cancel(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+    async fn submit_workflow(
+        &self,
+        workflow: NewWorkflow,
+        now: Timestamp,
+    ) -> Result<WorkflowSubmitted> {
+        self.writer
+            .write(move |c| workflows::submit_workflow(c, workflow, now))
+            .await
+    }
+
+    async fn get_workflow(&self, tenant: &str, id: WorkflowId) -> Result<WorkflowSubmitted> {
+        let tenant = tenant.to_string();
+        self.readers
+            .read(move |c| workflows::get_workflow(c, &tenant, id))
+            .await
+    }
+
+    async fn cancel_workflow(
+        &self,
+        tenant: &str,
+        id: WorkflowId,
+        now: Timestamp,
+    ) -> Result<(WorkflowSubmitted, Vec<Released>)> {
+        let tenant = tenant.to_string();
+        self.writer
+            .write(move |c| workflows::cancel_workflow(c, &tenant, id, now))
+            .await
+    }
+
+    async fn parent_results(
+        &self,
+        tenant: &str,
+        children: &[JobId],
+    ) -> Result<Vec<(JobId, ParentResult)>> {
+        let (tenant, children) = (tenant.to_string(), children.to_vec());
+        self.readers
+            .read(move |c| workflows::parent_results(c, &tenant, &children))
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        tenant: &str,
+        id: JobId,
+        now: Timestamp,
+    ) -> Result<(Job, Vec<Released>)> {
         let tenant = tenant.to_string();
         self.writer
             .write(move |c| ops::cancel(c, &tenant, id, now))

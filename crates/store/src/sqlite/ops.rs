@@ -14,9 +14,10 @@ use taskwheel_core::{
 };
 
 use super::rows::{self, JOB_COLUMNS, to_millis};
+use super::workflows;
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Result, StoreError,
-    Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Released, Result,
+    StoreError, Submitted, Woken,
 };
 
 /// Reaping and promotion work in slices of this many jobs per statement.
@@ -46,12 +47,16 @@ pub(super) fn submit(conn: &Connection, job: NewJob, now: Timestamp) -> Result<S
 
 /// Inserts a job; `None` when a job for the same (schedule, tick) already exists.
 pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Result<Option<Job>> {
-    let state = job.initial_state(now);
+    let state = workflows::initial_state(conn, &job, now)?;
+    // A job whose parent already failed is skipped from the start.
+    let finished_at = state.is_final().then_some(now);
+    let has_parents = !job.depends_on.is_empty();
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
-             updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
+             depends_on, on_parent_failure, workflow_id, workflow_job) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?
         .execute(params![
             job.id.0,
@@ -69,6 +74,13 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
             serde_json::to_string(&job.tags)?,
             job.schedule.map(|(id, _)| id.0),
             job.schedule.map(|(_, tick)| to_micros(tick)),
+            finished_at.map(to_micros),
+            has_parents
+                .then(|| serde_json::to_string(&job.depends_on))
+                .transpose()?,
+            has_parents.then_some(job.on_parent_failure.as_str()),
+            job.workflow.as_ref().map(|(id, _)| id.0),
+            job.workflow.as_ref().map(|(_, name)| name.as_str()),
         ])?;
     if inserted == 0 {
         if job.schedule.is_some() {
@@ -81,6 +93,7 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
             job.id
         )));
     }
+    workflows::insert_edges(conn, job.id, &job.depends_on)?;
     Ok(Some(Job {
         id: job.id,
         tenant: job.tenant,
@@ -92,13 +105,16 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
         run_at: job.run_at,
         created_at: job.created_at,
         updated_at: job.created_at,
-        finished_at: None,
+        finished_at,
         timeout: job.timeout,
         retry: job.retry,
         idempotency_key: job.idempotency_key,
         tags: job.tags,
         schedule_id: job.schedule.map(|(id, _)| id),
         fire_time: job.schedule.map(|(_, tick)| tick),
+        depends_on: job.depends_on,
+        on_parent_failure: job.on_parent_failure,
+        workflow: job.workflow,
         attempt: 0,
         cancel_requested: false,
         lease: None,
@@ -310,11 +326,12 @@ fn complete_one(
         result,
         now,
     )?;
-    finish(conn, item.id, JobState::Succeeded, now)?;
+    let released = finish(conn, item.id, JobState::Succeeded, now)?;
     Ok(Moved {
         state: JobState::Succeeded,
         run_at: None,
         queue: running.queue,
+        released,
     })
 }
 
@@ -365,7 +382,7 @@ fn apply_failure(
         FailureVerdict::RetryAt(at) => put_back(conn, id, &running.queue, at, 0, now),
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
-            finish(conn, id, state, now)?;
+            let released = finish(conn, id, state, now)?;
             if state == JobState::Failed {
                 // A schedule's health counts its dead-lettered runs.
                 conn.prepare_cached(
@@ -378,6 +395,7 @@ fn apply_failure(
                 state,
                 run_at: None,
                 queue: running.queue.clone(),
+                released,
             })
         }
     }
@@ -436,8 +454,20 @@ fn end_attempt(
     Ok(())
 }
 
-/// Moves a job to a final state and clears its lease.
-fn finish(conn: &Connection, id: JobId, state: JobState, now: Timestamp) -> Result<()> {
+/// Moves a job to a final state, clears its lease, and releases the
+/// dependent jobs that were waiting for it.
+pub(super) fn finish(
+    conn: &Connection,
+    id: JobId,
+    state: JobState,
+    now: Timestamp,
+) -> Result<Vec<Released>> {
+    end(conn, id, state, now)?;
+    workflows::release_children(conn, vec![id], now)
+}
+
+/// The write of [`finish`], without looking at children.
+pub(super) fn end(conn: &Connection, id: JobId, state: JobState, now: Timestamp) -> Result<()> {
     conn.prepare_cached(
         "UPDATE jobs SET state = ?2, finished_at = ?3, updated_at = ?3, lease_token = NULL, worker = NULL, \
          started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL WHERE id = ?1",
@@ -469,21 +499,28 @@ fn put_back(
         state,
         run_at: Some(at),
         queue: queue.to_string(),
+        released: Vec::new(),
     })
 }
 
-pub(super) fn cancel(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
+pub(super) fn cancel(
+    conn: &Connection,
+    tenant: &str,
+    id: JobId,
+    now: Timestamp,
+) -> Result<(Job, Vec<Released>)> {
     let job = load_job(conn, tenant, id)?;
-    match lifecycle::cancel(job.state)? {
+    let released = match lifecycle::cancel(job.state)? {
         CancelEffect::Cancelled => finish(conn, id, JobState::Cancelled, now)?,
         CancelEffect::Requested => {
             conn.prepare_cached(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
             )?
             .execute(params![id.0, to_micros(now)])?;
+            Vec::new()
         }
-    }
-    load_job(conn, tenant, id)
+    };
+    Ok((load_job(conn, tenant, id)?, released))
 }
 
 pub(super) fn rerun(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {
@@ -549,6 +586,7 @@ pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Woken> {
                     queue: running.queue.clone(),
                 });
             }
+            woken.add_released(&moved.released);
         }
         if expired.len() < SLICE {
             break;

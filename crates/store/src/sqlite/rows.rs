@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::Row;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::from_micros;
+use taskwheel_core::workflow::WorkflowId;
 use taskwheel_core::{
     Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, RetryPolicy, RunningLease,
 };
@@ -15,7 +16,8 @@ use crate::{Result, StoreError};
 /// The column list every full job read selects, in the order [`job`] reads them.
 pub(super) const JOB_COLUMNS: &str = "id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
      updated_at, finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
-     lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time";
+     lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
+     depends_on, on_parent_failure, workflow_id, workflow_job";
 
 pub(super) fn job(row: &Row<'_>) -> Result<Job> {
     let state: String = row.get(6)?;
@@ -44,6 +46,23 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job> {
         lease: lease(row, 17)?,
         schedule_id: row.get::<_, Option<Uuid>>(23)?.map(ScheduleId),
         fire_time: row.get::<_, Option<i64>>(24)?.map(from_micros),
+        depends_on: row
+            .get::<_, Option<String>>(25)?
+            .map(|ids| serde_json::from_str(&ids))
+            .transpose()?
+            .unwrap_or_default(),
+        on_parent_failure: row
+            .get::<_, Option<String>>(26)?
+            .map(|p| p.parse().map_err(StoreError::Backend))
+            .transpose()?
+            .unwrap_or_default(),
+        workflow: match (
+            row.get::<_, Option<Uuid>>(27)?,
+            row.get::<_, Option<String>>(28)?,
+        ) {
+            (Some(id), Some(name)) => Some((WorkflowId(id), name)),
+            _ => None,
+        },
         attempts: Vec::new(),
     })
 }

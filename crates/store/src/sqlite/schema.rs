@@ -87,6 +87,33 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_schedule_active ON jobs (schedule_id)
         WHERE schedule_id IS NOT NULL AND state IN ('scheduled', 'available', 'running');
     "#,
+    // 3: dependencies between jobs, and workflows.
+    r#"
+    ALTER TABLE jobs ADD COLUMN depends_on TEXT;         -- JSON array of parent ids; NULL without parents
+    ALTER TABLE jobs ADD COLUMN on_parent_failure TEXT;  -- 'skip' | 'run'; NULL without parents
+    ALTER TABLE jobs ADD COLUMN workflow_id BLOB;
+    ALTER TABLE jobs ADD COLUMN workflow_job TEXT;       -- the job's name in its workflow
+    CREATE INDEX jobs_workflow ON jobs (workflow_id) WHERE workflow_id IS NOT NULL;
+
+    -- One row per (parent, child) edge: a parent's end finds its blocked
+    -- children here, and a child counts its unfinished parents.
+    CREATE TABLE job_deps (
+        parent_id  BLOB NOT NULL,
+        child_id   BLOB NOT NULL,
+        PRIMARY KEY (parent_id, child_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_deps_child ON job_deps (child_id, parent_id);
+
+    CREATE TABLE workflows (
+        id               BLOB    NOT NULL UNIQUE,
+        tenant           TEXT    NOT NULL,
+        name             TEXT,
+        idempotency_key  TEXT,
+        created_at       INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX workflows_idempotency ON workflows (tenant, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

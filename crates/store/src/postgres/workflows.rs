@@ -1,0 +1,340 @@
+//! Dependencies and workflows on PostgreSQL: the state a job with parents
+//! starts in, the release of blocked children in the transaction that ends a
+//! parent, and the workflow table.
+//!
+//! Two parents of one child may end at the same time on two nodes. Each
+//! transaction locks the blocked child `FOR UPDATE` before counting its
+//! parents in a later statement: the second one waits for the first to
+//! commit, and its count (a fresh snapshot at READ COMMITTED) sees both
+//! parents ended. A child being submitted locks its parents `FOR SHARE`, so
+//! a parent cannot end unseen between the child's count and its commit.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use sqlx_core::query::query;
+use sqlx_core::row::Row;
+use sqlx_postgres::PgPool;
+use taskwheel_core::workflow::{
+    NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord,
+};
+use taskwheel_core::{FieldError, JobId, JobState, NewJob};
+use uuid::Uuid;
+
+use super::error::Res;
+use super::jobs;
+use super::rows::{self, At, job_columns};
+use super::tx::Tx;
+use crate::{Released, StoreError, WorkflowSubmitted};
+
+/// The state a new job starts in: from its parents when it has some (every
+/// one must exist in the tenant; they are locked `FOR SHARE` until commit),
+/// else from its due time.
+pub(super) async fn initial_state(tx: &mut Tx, job: &NewJob, now: Timestamp) -> Res<JobState> {
+    if job.depends_on.is_empty() {
+        return Ok(job.initial_state(now));
+    }
+    let ids: Vec<Uuid> = job.depends_on.iter().map(|id| id.0).collect();
+    let found = query(
+        "SELECT id, state FROM jobs WHERE id = ANY($1) AND tenant = $2 ORDER BY id FOR SHARE",
+    )
+    .bind(&ids)
+    .bind(&job.tenant)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut states = HashMap::with_capacity(found.len());
+    for row in &found {
+        states.insert(
+            row.try_get::<Uuid, _>(0)?,
+            rows::parse_state(row.try_get(1)?)?,
+        );
+    }
+    if let Some((i, missing)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| !states.contains_key(id))
+    {
+        return Err(StoreError::from(FieldError::new(
+            format!("depends_on[{i}]"),
+            format!("no job {missing}"),
+        ))
+        .into());
+    }
+    Ok(Standing::of(states.into_values()).state(job.on_parent_failure, job.run_at, now))
+}
+
+/// Records the (parent, child) edges of a stored job.
+pub(super) async fn insert_edges(tx: &mut Tx, child: JobId, parents: &[JobId]) -> Res<()> {
+    if parents.is_empty() {
+        return Ok(());
+    }
+    let parents: Vec<Uuid> = parents.iter().map(|id| id.0).collect();
+    query("INSERT INTO job_deps (parent_id, child_id) SELECT unnest($1::uuid[]), $2")
+        .bind(parents)
+        .bind(child.0)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// After `ended` reached final states: every blocked child of theirs whose
+/// parents now allow it leaves `blocked`; children skipped this way end too,
+/// so their own children are looked at in turn. Each release is answered
+/// with the parent that caused it. One statement finds the children of a
+/// whole batch, so parents without children cost one round trip.
+pub(super) async fn release_children(
+    tx: &mut Tx,
+    ended: Vec<JobId>,
+    now: Timestamp,
+) -> Res<Vec<(JobId, Released)>> {
+    let mut frontier: Vec<Uuid> = ended.iter().map(|id| id.0).collect();
+    let mut released = Vec::new();
+    while !frontier.is_empty() {
+        let blocked = query(
+            "SELECT c.id, d.parent_id, c.tenant, c.queue, c.run_at, c.on_parent_failure \
+             FROM job_deps d JOIN jobs c ON c.id = d.child_id \
+             WHERE d.parent_id = ANY($1) AND c.state = 'blocked' ORDER BY c.id FOR UPDATE OF c",
+        )
+        .bind(&frontier)
+        .fetch_all(tx.conn())
+        .await?;
+        if blocked.is_empty() {
+            break;
+        }
+        // A child of several ended parents is listed (and locked) once per parent.
+        let mut children: Vec<Uuid> = Vec::with_capacity(blocked.len());
+        for row in &blocked {
+            let child: Uuid = row.try_get(0)?;
+            if children.last() != Some(&child) {
+                children.push(child);
+            }
+        }
+        // A later statement than the lock: it sees parents ended by
+        // transactions that committed while this one waited.
+        let parents = query(
+            "SELECT d.child_id, p.state FROM job_deps d JOIN jobs p ON p.id = d.parent_id \
+             WHERE d.child_id = ANY($1)",
+        )
+        .bind(&children)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut standing: HashMap<Uuid, Vec<JobState>> = HashMap::new();
+        for row in &parents {
+            standing
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(rows::parse_state(row.try_get(1)?)?);
+        }
+        let (mut skipped, mut moved, mut states) = (Vec::new(), Vec::new(), Vec::new());
+        for row in &blocked {
+            let child: Uuid = row.try_get(0)?;
+            let Some(parent_states) = standing.remove(&child) else {
+                // Its second row: already judged.
+                continue;
+            };
+            let policy: ParentFailure = row
+                .try_get::<Option<&str>, _>(5)?
+                .map(str::parse)
+                .transpose()
+                .map_err(StoreError::Backend)?
+                .unwrap_or_default();
+            let run_at = row.try_get::<At, _>(4)?.0;
+            let state = Standing::of(parent_states).state(policy, run_at, now);
+            let release = Released {
+                id: JobId(child),
+                tenant: row.try_get(2)?,
+                queue: row.try_get(3)?,
+                state,
+                run_at,
+            };
+            match state {
+                JobState::Blocked => continue,
+                JobState::Skipped => skipped.push(child),
+                JobState::Available => {
+                    tx.wake(&release.tenant, &release.queue);
+                    moved.push(child);
+                    states.push(state.as_str());
+                }
+                _ => {
+                    moved.push(child);
+                    states.push(state.as_str());
+                }
+            }
+            released.push((JobId(row.try_get(1)?), release));
+        }
+        if !moved.is_empty() {
+            query(
+                "UPDATE jobs AS j SET state = u.state, updated_at = $3 \
+                 FROM unnest($1::uuid[], $2::text[]) AS u(id, state) WHERE j.id = u.id",
+            )
+            .bind(&moved)
+            .bind(&states)
+            .bind(At(now))
+            .execute(tx.conn())
+            .await?;
+        }
+        if !skipped.is_empty() {
+            query(
+                "UPDATE jobs SET state = 'skipped', finished_at = $2, updated_at = $2 WHERE id = ANY($1)",
+            )
+            .bind(&skipped)
+            .bind(At(now))
+            .execute(tx.conn())
+            .await?;
+        }
+        frontier = skipped;
+    }
+    Ok(released)
+}
+
+pub(super) async fn submit_workflow(
+    tx: &mut Tx,
+    workflow: NewWorkflow,
+    now: Timestamp,
+) -> Res<WorkflowSubmitted> {
+    let inserted = query(
+        "INSERT INTO workflows (id, tenant, name, idempotency_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(workflow.id.0)
+    .bind(&workflow.tenant)
+    .bind(&workflow.name)
+    .bind(&workflow.idempotency_key)
+    .bind(At(workflow.created_at))
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        // The idempotency key is taken: this statement's snapshot sees the
+        // winner, which committed before ON CONFLICT returned.
+        let id: Uuid = query("SELECT id FROM workflows WHERE tenant = $1 AND idempotency_key = $2")
+            .bind(&workflow.tenant)
+            .bind(&workflow.idempotency_key)
+            .fetch_one(tx.conn())
+            .await?
+            .try_get(0)?;
+        let mut found = load(tx, &workflow.tenant, WorkflowId(id)).await?;
+        found.deduplicated = true;
+        return Ok(found);
+    }
+    let mut stored = Vec::with_capacity(workflow.jobs.len());
+    for job in workflow.jobs {
+        let job = jobs::insert_job(tx, job, now)
+            .await?
+            .ok_or_else(|| StoreError::Backend("a workflow job collided on insert".into()))?;
+        stored.push(job);
+    }
+    Ok(WorkflowSubmitted {
+        workflow: WorkflowRecord {
+            id: workflow.id,
+            tenant: workflow.tenant,
+            name: workflow.name,
+            idempotency_key: workflow.idempotency_key,
+            created_at: workflow.created_at,
+        },
+        jobs: stored,
+        deduplicated: false,
+    })
+}
+
+/// A workflow and its jobs, read in one transaction.
+pub(super) async fn load(tx: &mut Tx, tenant: &str, id: WorkflowId) -> Res<WorkflowSubmitted> {
+    let row = query(
+        "SELECT name, idempotency_key, created_at FROM workflows WHERE id = $1 AND tenant = $2",
+    )
+    .bind(id.0)
+    .bind(tenant)
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or(StoreError::WorkflowNotFound)?;
+    let workflow = WorkflowRecord {
+        id,
+        tenant: tenant.to_string(),
+        name: row.try_get(0)?,
+        idempotency_key: row.try_get(1)?,
+        created_at: row.try_get::<At, _>(2)?.0,
+    };
+    let found = query(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE workflow_id = $1 AND tenant = $2"
+    ))
+    .bind(id.0)
+    .bind(tenant)
+    .fetch_all(tx.conn())
+    .await?;
+    let jobs = found.iter().map(rows::job).collect::<Res<Vec<_>>>()?;
+    Ok(WorkflowSubmitted {
+        workflow,
+        jobs: taskwheel_core::workflow::parents_first(jobs),
+        deduplicated: false,
+    })
+}
+
+pub(super) async fn cancel_workflow(
+    tx: &mut Tx,
+    tenant: &str,
+    id: WorkflowId,
+    now: Timestamp,
+) -> Res<(WorkflowSubmitted, Vec<Released>)> {
+    // Existence first, so an unknown id is a 404 and not a no-op.
+    load(tx, tenant, id).await?;
+    let cancelled = query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $3, updated_at = $3 \
+         WHERE workflow_id = $1 AND tenant = $2 AND state IN ('blocked', 'scheduled', 'available') \
+         RETURNING id",
+    )
+    .bind(id.0)
+    .bind(tenant)
+    .bind(At(now))
+    .fetch_all(tx.conn())
+    .await?
+    .iter()
+    .map(|row| Ok(JobId(row.try_get(0)?)))
+    .collect::<Res<Vec<_>>>()?;
+    query(
+        "UPDATE jobs SET cancel_requested = true, updated_at = $3 \
+         WHERE workflow_id = $1 AND tenant = $2 AND state = 'running'",
+    )
+    .bind(id.0)
+    .bind(tenant)
+    .bind(At(now))
+    .execute(tx.conn())
+    .await?;
+    // Jobs outside the workflow may wait on the cancelled ones.
+    let released = release_children(tx, cancelled, now).await?;
+    let workflow = load(tx, tenant, id).await?;
+    Ok((workflow, released.into_iter().map(|(_, r)| r).collect()))
+}
+
+pub(super) async fn parent_results(
+    pool: &PgPool,
+    tenant: &str,
+    children: &[JobId],
+) -> Res<Vec<(JobId, ParentResult)>> {
+    let children: Vec<Uuid> = children.iter().map(|id| id.0).collect();
+    let found = query(
+        "SELECT d.child_id, p.id, p.workflow_job, p.state, \
+         (SELECT a.result FROM attempts a WHERE a.job_id = p.id AND a.outcome = 'succeeded' \
+          ORDER BY a.number DESC LIMIT 1) \
+         FROM job_deps d JOIN jobs p ON p.id = d.parent_id WHERE d.child_id = ANY($1) AND p.tenant = $2",
+    )
+    .bind(&children)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok((
+                JobId(row.try_get(0)?),
+                ParentResult {
+                    id: JobId(row.try_get(1)?),
+                    name: row.try_get(2)?,
+                    state: rows::parse_state(row.try_get(3)?)?,
+                    result: row.try_get(4)?,
+                },
+            ))
+        })
+        .collect()
+}
