@@ -8,6 +8,7 @@ mod output;
 mod schedule_cmd;
 mod server_cmd;
 mod worker_cmd;
+mod workflow_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -33,41 +34,46 @@ enum Command {
     Worker(worker_cmd::WorkerArgs),
     /// Submit, inspect, list, cancel and re-run jobs.
     Job {
-        /// The server to talk to.
-        #[arg(
-            long,
-            global = true,
-            env = "TASKWHEEL_SERVER",
-            default_value = "http://127.0.0.1:7070"
-        )]
-        server: String,
-        /// Print JSON instead of tables.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        remote: Remote,
         #[command(subcommand)]
         command: job_cmd::JobCommand,
     },
     /// Create, inspect, pause, resume, trigger and delete recurring schedules.
     Schedule {
-        /// The server to talk to.
-        #[arg(
-            long,
-            global = true,
-            env = "TASKWHEEL_SERVER",
-            default_value = "http://127.0.0.1:7070"
-        )]
-        server: String,
-        /// Print JSON instead of tables.
-        #[arg(long, global = true)]
-        json: bool,
+        #[command(flatten)]
+        remote: Remote,
         #[command(subcommand)]
         command: schedule_cmd::ScheduleCommand,
+    },
+    /// Submit, inspect and cancel workflows (graphs of jobs with dependencies).
+    Workflow {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: workflow_cmd::WorkflowCommand,
     },
     /// Check cron expressions without a server.
     #[command(subcommand)]
     Cron(cron_cmd::CronCommand),
     /// Measure throughput, latency and memory of a server over HTTP.
     Bench(bench::BenchArgs),
+}
+
+/// Where the API commands send their requests, and how they print answers.
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// The server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKWHEEL_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -98,15 +104,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Cron(command) => cron_cmd::run(command),
         Command::Worker(args) => worker_cmd::run(args).await,
-        Command::Job {
-            server,
-            json,
-            command,
-        } => job_cmd::run(&server, json, command).await,
-        Command::Schedule {
-            server,
-            json,
-            command,
-        } => schedule_cmd::run(&server, json, command).await,
+        Command::Job { remote, command } => {
+            job_cmd::run(&remote.server, remote.json, command).await
+        }
+        Command::Schedule { remote, command } => {
+            schedule_cmd::run(&remote.server, remote.json, command).await
+        }
+        Command::Workflow { remote, command } => {
+            workflow_cmd::run(&remote.server, remote.json, command).await
+        }
     }
 }

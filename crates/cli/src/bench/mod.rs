@@ -23,8 +23,10 @@
 //! with this one's (they still take space: figures are best taken on a fresh
 //! database).
 //!
-//! `--suite schedules` and `--suite delayed` measure timers (see [`timers`]).
+//! `--suite schedules` and `--suite delayed` measure timers (see [`timers`]);
+//! `--suite chain` what a dependency between jobs costs (see [`chain`]).
 
+mod chain;
 mod timers;
 
 use std::path::PathBuf;
@@ -76,7 +78,8 @@ pub(crate) struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Suite::Jobs)]
     suite: Suite,
-    /// `schedules`: schedules firing every second; `delayed`: delayed jobs pending.
+    /// `schedules`: schedules firing every second; `delayed`: delayed jobs pending;
+    /// `chain`: jobs in the chain.
     #[arg(long, default_value_t = 10_000)]
     count: u64,
     /// `schedules`: how long to let them fire.
@@ -95,6 +98,8 @@ enum Suite {
     Schedules,
     /// `--count` delayed jobs pending far ahead, plus probes due soon: lateness and RSS.
     Delayed,
+    /// A workflow of `--count` jobs in a chain, one worker: the cost of a dependency.
+    Chain,
 }
 
 /// A process under test, when the bench started it.
@@ -265,8 +270,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let run = RunId::new();
     match args.suite {
         Suite::Jobs => {}
-        Suite::Schedules | Suite::Delayed if targets.0.len() > 1 => {
-            bail!("the timer suites measure one node: drop --nodes or give one --server")
+        Suite::Schedules | Suite::Delayed | Suite::Chain if targets.0.len() > 1 => {
+            bail!(
+                "the schedules, delayed and chain suites measure one node: drop --nodes or give one --server"
+            )
         }
         Suite::Schedules => {
             // Only a store the bench made itself is thrown away after the run.
@@ -278,6 +285,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let client = targets.client(0)?;
             return timers::delayed(&client, &args, pids.first().copied(), &run).await;
         }
+        Suite::Chain => return chain::chain(&targets.client(0)?, &args, &run).await,
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = node_rss_mib(&pids, false);

@@ -175,3 +175,42 @@ async fn shutdown_releases_jobs_that_outlive_the_grace_period() {
     assert_eq!(job.attempts[0].outcome, AttemptOutcome::Released);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_handler_reads_its_parents_results() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.url).unwrap();
+    let worker = Worker::builder(client.clone())
+        .concurrency(2)
+        .poll_wait(Duration::from_secs(1))
+        .handler_fn("count", |ctx| async move {
+            Outcome::complete_with(json!(ctx.payload()["n"].as_i64().unwrap_or(0)))
+        })
+        .handler_fn("sum", |ctx| async move {
+            let total: i64 = ctx
+                .parents()
+                .iter()
+                .filter_map(|p| p.result.as_ref().and_then(|r| r.as_i64()))
+                .sum();
+            let first = ctx.parent_result("a").cloned();
+            Outcome::complete_with(json!({"total": total, "a": first}))
+        })
+        .build()
+        .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let workflow = serde_json::from_value(json!({"jobs": [
+        {"name": "a", "kind": "count", "payload": {"n": 2}},
+        {"name": "b", "kind": "count", "payload": {"n": 40}},
+        {"name": "total", "kind": "sum", "depends_on": ["a", "b"]},
+    ]}))
+    .unwrap();
+    let submitted = client.submit_workflow(&workflow).await.unwrap();
+    let total = submitted.job_ids["total"];
+    let done = wait_for(&client, total, JobState::Succeeded).await;
+    assert_eq!(done.attempts[0].result, Some(json!({"total": 42, "a": 2})));
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+}
