@@ -21,7 +21,7 @@ use sqlx_postgres::{PgPool, PgRow};
 use taskwheel_core::firing::{self, OverlapPolicy, ScheduleId};
 use taskwheel_core::recurring::{ScheduleHealth, ScheduleRecord};
 use taskwheel_core::time::add;
-use taskwheel_core::{Job, JobId, JobState};
+use taskwheel_core::{Job, JobState};
 use uuid::Uuid;
 
 use super::cluster::Shards;
@@ -29,7 +29,8 @@ use super::error::{Res, is_unique_violation};
 use super::jobs::insert_job;
 use super::rows::{At, instant};
 use super::tx::Tx;
-use crate::{QueueRef, Released, ScheduleKey, StoreError, Woken};
+use super::workflows::{Group, cancel_group};
+use crate::{QueueRef, ScheduleKey, StoreError, Woken};
 
 macro_rules! schedule_columns {
     () => {
@@ -245,7 +246,8 @@ async fn fire_one(tx: &mut Tx, s: &ScheduleRecord, now: Timestamp, woken: &mut W
             }
             OverlapPolicy::Forbid => {}
             OverlapPolicy::Replace => {
-                let released = cancel_active_runs(tx, s.id, now).await?;
+                // Pending runs are cancelled, running ones asked to stop.
+                let released = cancel_group(tx, Group::Schedule(s.id), now).await?;
                 woken.add_released(&released);
             }
         }
@@ -295,30 +297,4 @@ async fn has_active_run(tx: &mut Tx, id: ScheduleId) -> Res<bool> {
     .fetch_optional(tx.conn())
     .await?;
     Ok(found.is_some())
-}
-
-/// `overlap: replace`: pending runs are cancelled, running ones asked to stop.
-/// Answers the jobs that waited on a cancelled run and were released.
-async fn cancel_active_runs(tx: &mut Tx, id: ScheduleId, now: Timestamp) -> Res<Vec<Released>> {
-    let cancelled = query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $2 \
-         WHERE schedule_id = $1 AND state IN ('scheduled', 'available') RETURNING id",
-    )
-    .bind(id.0)
-    .bind(At(now))
-    .fetch_all(tx.conn())
-    .await?
-    .iter()
-    .map(|row| Ok(JobId(row.try_get(0)?)))
-    .collect::<Res<Vec<_>>>()?;
-    query(
-        "UPDATE jobs SET cancel_requested = true, updated_at = $2 \
-         WHERE schedule_id = $1 AND state = 'running'",
-    )
-    .bind(id.0)
-    .bind(At(now))
-    .execute(tx.conn())
-    .await?;
-    let released = super::workflows::release_children(tx, cancelled, now).await?;
-    Ok(released.into_iter().map(|(_, child)| child).collect())
 }

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
+use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::PgPool;
+use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::workflow::{
     NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord,
 };
@@ -271,6 +273,50 @@ pub(super) async fn load(tx: &mut Tx, tenant: &str, id: WorkflowId) -> Res<Workf
     })
 }
 
+/// The jobs a group cancel takes: a schedule's runs, or a workflow's jobs.
+pub(super) enum Group<'a> {
+    Schedule(ScheduleId),
+    Workflow(&'a str, WorkflowId),
+}
+
+/// Cancels every unfinished job of `group`: pending ones at once, running
+/// ones through their heartbeat. Answers the jobs outside the group that
+/// waited on a cancelled one and were released.
+pub(super) async fn cancel_group(
+    tx: &mut Tx,
+    group: Group<'_>,
+    now: Timestamp,
+) -> Res<Vec<Released>> {
+    let (filter, id, tenant) = match group {
+        Group::Schedule(id) => ("schedule_id = $1", id.0, None),
+        Group::Workflow(tenant, id) => ("workflow_id = $1 AND tenant = $3", id.0, Some(tenant)),
+    };
+    let mut pending = query(AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $2 \
+         WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id"
+    )))
+    .bind(id)
+    .bind(At(now));
+    let mut running = query(AssertSqlSafe(format!(
+        "UPDATE jobs SET cancel_requested = true, updated_at = $2 WHERE {filter} AND state = 'running'"
+    )))
+    .bind(id)
+    .bind(At(now));
+    if let Some(tenant) = tenant {
+        pending = pending.bind(tenant);
+        running = running.bind(tenant);
+    }
+    let cancelled = pending
+        .fetch_all(tx.conn())
+        .await?
+        .iter()
+        .map(|row| Ok(JobId(row.try_get(0)?)))
+        .collect::<Res<Vec<_>>>()?;
+    running.execute(tx.conn()).await?;
+    let released = release_children(tx, cancelled, now).await?;
+    Ok(released.into_iter().map(|(_, child)| child).collect())
+}
+
 pub(super) async fn cancel_workflow(
     tx: &mut Tx,
     tenant: &str,
@@ -279,32 +325,8 @@ pub(super) async fn cancel_workflow(
 ) -> Res<(WorkflowSubmitted, Vec<Released>)> {
     // Existence first, so an unknown id is a 404 and not a no-op.
     load(tx, tenant, id).await?;
-    let cancelled = query(
-        "UPDATE jobs SET state = 'cancelled', finished_at = $3, updated_at = $3 \
-         WHERE workflow_id = $1 AND tenant = $2 AND state IN ('blocked', 'scheduled', 'available') \
-         RETURNING id",
-    )
-    .bind(id.0)
-    .bind(tenant)
-    .bind(At(now))
-    .fetch_all(tx.conn())
-    .await?
-    .iter()
-    .map(|row| Ok(JobId(row.try_get(0)?)))
-    .collect::<Res<Vec<_>>>()?;
-    query(
-        "UPDATE jobs SET cancel_requested = true, updated_at = $3 \
-         WHERE workflow_id = $1 AND tenant = $2 AND state = 'running'",
-    )
-    .bind(id.0)
-    .bind(tenant)
-    .bind(At(now))
-    .execute(tx.conn())
-    .await?;
-    // Jobs outside the workflow may wait on the cancelled ones.
-    let released = release_children(tx, cancelled, now).await?;
-    let workflow = load(tx, tenant, id).await?;
-    Ok((workflow, released.into_iter().map(|(_, r)| r).collect()))
+    let released = cancel_group(tx, Group::Workflow(tenant, id), now).await?;
+    Ok((load(tx, tenant, id).await?, released))
 }
 
 pub(super) async fn parent_results(

@@ -7,11 +7,12 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use taskwheel_core::firing::{self, OverlapPolicy, ScheduleId};
 use taskwheel_core::recurring::{ScheduleDefinition, ScheduleHealth, ScheduleRecord};
 use taskwheel_core::time::{add, from_micros, to_micros};
-use taskwheel_core::{Job, JobId, JobState};
+use taskwheel_core::{Job, JobState};
 use uuid::Uuid;
 
 use super::ops::insert_job;
-use crate::{QueueRef, Released, Result, ScheduleKey, StoreError, Woken};
+use super::workflows::{Group, cancel_group};
+use crate::{QueueRef, Result, ScheduleKey, StoreError, Woken};
 
 const COLUMNS: &str = "id, tenant, definition, paused, next_fire_at, last_fire_at, created_at, updated_at, \
      fired, missed, skipped_overlap, failed";
@@ -204,7 +205,8 @@ fn fire_one(
             }
             OverlapPolicy::Forbid => {}
             OverlapPolicy::Replace => {
-                let released = cancel_active_runs(conn, s.id, now)?;
+                // Pending runs are cancelled, running ones asked to stop.
+                let released = cancel_group(conn, Group::Schedule(s.id), now)?;
                 woken.add_released(&released);
             }
         }
@@ -251,21 +253,4 @@ fn has_active_run(conn: &Connection, id: ScheduleId) -> Result<bool> {
             "SELECT 1 FROM jobs WHERE schedule_id = ?1 AND state IN ('scheduled', 'available', 'running') LIMIT 1",
         )?
         .exists(params![id.0])?)
-}
-
-/// `overlap: replace`: pending runs are cancelled, running ones asked to stop.
-/// Answers the jobs that waited on a cancelled run and were released.
-fn cancel_active_runs(conn: &Connection, id: ScheduleId, now: Timestamp) -> Result<Vec<Released>> {
-    let cancelled = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2 \
-             WHERE schedule_id = ?1 AND state IN ('scheduled', 'available') RETURNING id",
-        )?
-        .query_map(params![id.0, to_micros(now)], |row| Ok(JobId(row.get(0)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    conn.prepare_cached(
-        "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE schedule_id = ?1 AND state = 'running'",
-    )?
-    .execute(params![id.0, to_micros(now)])?;
-    super::workflows::release_children(conn, cancelled, now)
 }

@@ -4,7 +4,8 @@
 //! end between the count and the write.
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::{from_micros, to_micros};
 use taskwheel_core::workflow::{
     NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord,
@@ -197,6 +198,42 @@ pub(super) fn get_workflow(
     })
 }
 
+/// The jobs a group cancel takes: a schedule's runs, or a workflow's jobs.
+pub(super) enum Group<'a> {
+    Schedule(ScheduleId),
+    Workflow(&'a str, WorkflowId),
+}
+
+/// Cancels every unfinished job of `group`: pending ones at once, running
+/// ones through their heartbeat. Answers the jobs outside the group that
+/// waited on a cancelled one and were released.
+pub(super) fn cancel_group(
+    conn: &Connection,
+    group: Group<'_>,
+    now: Timestamp,
+) -> Result<Vec<Released>> {
+    let (filter, id, tenant) = match group {
+        Group::Schedule(id) => ("schedule_id = ?1", id.0, None),
+        Group::Workflow(tenant, id) => ("workflow_id = ?1 AND tenant = ?3", id.0, Some(tenant)),
+    };
+    // `?3` is bound only when the filter uses it.
+    let mut args: Vec<rusqlite::types::Value> =
+        vec![id.as_bytes().to_vec().into(), to_micros(now).into()];
+    args.extend(tenant.map(|t| t.to_string().into()));
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE {filter} AND state = 'running'"
+    ))?
+    .execute(params_from_iter(&args))?;
+    let cancelled = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2 \
+             WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id"
+        ))?
+        .query_map(params_from_iter(&args), |row| Ok(JobId(row.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    release_children(conn, cancelled, now)
+}
+
 pub(super) fn cancel_workflow(
     conn: &Connection,
     tenant: &str,
@@ -205,23 +242,7 @@ pub(super) fn cancel_workflow(
 ) -> Result<(WorkflowSubmitted, Vec<Released>)> {
     // Existence first, so an unknown id is a 404 and not a no-op.
     get_workflow(conn, tenant, id)?;
-    let cancelled = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?3, updated_at = ?3 \
-             WHERE workflow_id = ?1 AND tenant = ?2 AND state IN ('blocked', 'scheduled', 'available') \
-             RETURNING id",
-        )?
-        .query_map(params![id.0, tenant, to_micros(now)], |row| {
-            Ok(JobId(row.get(0)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    conn.prepare_cached(
-        "UPDATE jobs SET cancel_requested = 1, updated_at = ?3 \
-         WHERE workflow_id = ?1 AND tenant = ?2 AND state = 'running'",
-    )?
-    .execute(params![id.0, tenant, to_micros(now)])?;
-    // Jobs outside the workflow may wait on the cancelled ones.
-    let released = release_children(conn, cancelled, now)?;
+    let released = cancel_group(conn, Group::Workflow(tenant, id), now)?;
     Ok((get_workflow(conn, tenant, id)?, released))
 }
 
