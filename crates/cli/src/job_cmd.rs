@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 use taskwheel_client::Client;
-use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
+use taskwheel_core::unique::{UniqueOutcome, UniqueSpec};
+use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, ProgressView, SubmitJob};
 use taskwheel_core::workflow::ParentFailure;
 use taskwheel_core::{DurationSpec, JobId, JobState, Priority, RetryPolicy, Timestamp};
 
@@ -66,6 +67,15 @@ pub(crate) struct SubmitArgs {
     /// When a parent fails or is cancelled: `skip` this job [default] or `run` it anyway.
     #[arg(long)]
     on_parent_failure: Option<ParentFailure>,
+    /// At most one job per unique key, as JSON, such as
+    /// `{"by": ["kind", "payload.customer"], "period": "1h"}` (see docs/API.md).
+    #[arg(long, value_parser = parse_unique)]
+    unique: Option<Box<UniqueSpec>>,
+}
+
+/// Boxed: the spec is large next to the other commands' arguments.
+fn parse_unique(arg: &str) -> Result<Box<UniqueSpec>, String> {
+    serde_json::from_str(arg).map_err(|e| format!("not a unique spec: {e}"))
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -103,6 +113,7 @@ impl SubmitArgs {
             tags: self.tags,
             depends_on: self.depends_on,
             on_parent_failure: self.on_parent_failure,
+            unique: self.unique.map(|u| *u),
         }
     }
 }
@@ -134,6 +145,15 @@ pub(crate) async fn run(server: &str, json: bool, cmd: JobCommand) -> anyhow::Re
             print!("{}", jobs_table(std::slice::from_ref(&job)));
             if job.deduplicated == Some(true) {
                 println!("(an earlier job with this idempotency key was returned)");
+            }
+            match job.unique {
+                Some(UniqueOutcome::Deduplicated) => {
+                    println!("(the job holding this unique key was returned)")
+                }
+                Some(UniqueOutcome::Replaced) => {
+                    println!("(the pending job holding this unique key was replaced)")
+                }
+                _ => {}
             }
         }
         JobCommand::Get { id } => {
@@ -218,6 +238,19 @@ fn state_text(job: &JobView) -> String {
 }
 
 /// A job's fields one per line, then its attempts as a table.
+/// `40% copied 4 of 10 files (2026-05-01T12:00:00Z)`.
+fn progress_text(p: &ProgressView) -> String {
+    let mut parts = Vec::new();
+    if let Some(percent) = p.percent {
+        parts.push(format!("{percent}%"));
+    }
+    if let Some(message) = &p.message {
+        parts.push(one_line(message));
+    }
+    parts.push(format!("({})", instant(p.updated_at)));
+    parts.join(" ")
+}
+
 fn job_detail(job: &JobView) -> String {
     let mut list: Vec<(&str, String)> = vec![
         ("id", job.id.to_string()),
@@ -255,6 +288,12 @@ fn job_detail(job: &JobView) -> String {
     }
     if let (Some(id), Some(name)) = (&job.workflow_id, &job.workflow_job) {
         list.push(("workflow", format!("{id} (as `{name}`)")));
+    }
+    if let Some(key) = &job.unique_key {
+        list.push(("unique_key", key.clone()));
+    }
+    if let Some(progress) = &job.progress {
+        list.push(("progress", progress_text(progress)));
     }
     if let Some(lease) = &job.lease {
         list.push((
@@ -311,6 +350,7 @@ mod tests {
     use clap::Parser;
     use serde_json::json;
     use std::time::Duration;
+    use taskwheel_core::unique::OnConflict;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -346,6 +386,8 @@ mod tests {
             "a",
             "--tag",
             "b",
+            "--unique",
+            r#"{"by": ["kind"], "on_conflict": "replace"}"#,
         ])
         .unwrap();
         let JobCommand::Submit(args) = cmd else {
@@ -361,6 +403,9 @@ mod tests {
         assert_eq!(req.retry.map(|r| r.max_attempts), Some(3));
         assert_eq!(req.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(req.tags, ["a", "b"]);
+        let unique = req.unique.expect("a unique spec");
+        assert_eq!(unique.by, Some(vec!["kind".to_string()]));
+        assert_eq!(unique.on_conflict, OnConflict::Replace);
     }
 
     #[test]
@@ -370,6 +415,13 @@ mod tests {
             &["submit", "--kind", "k", "--payload", "{nope"],
             &["submit", "--kind", "k", "--delay", "soon"],
             &["submit", "--kind", "k", "--priority", "urgent"],
+            &[
+                "submit",
+                "--kind",
+                "k",
+                "--unique",
+                r#"{"on_conflict": "merge"}"#,
+            ],
             &[
                 "submit",
                 "--kind",
@@ -413,7 +465,14 @@ mod tests {
             cancel_requested: true,
             lease: None,
             attempts: vec![],
+            unique_key: None,
+            progress: Some(ProgressView {
+                percent: Some(40.0),
+                message: Some("copied 4 of 10 files".into()),
+                updated_at: at,
+            }),
             deduplicated: None,
+            unique: None,
         }
     }
 
@@ -434,6 +493,10 @@ mod tests {
         }
         let detail = job_detail(&job());
         assert!(detail.contains("attempt:    1 of 5"), "{detail}");
+        assert!(
+            detail.contains("progress:   40% copied 4 of 10 files (2026-05-01T12:00:00"),
+            "{detail}"
+        );
         assert!(
             detail.contains(r#"payload:    {"url":"http://x"}"#),
             "{detail}"

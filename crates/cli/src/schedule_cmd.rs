@@ -876,7 +876,10 @@ mod tests {
             cancel_requested: false,
             lease: None,
             attempts: vec![],
+            unique_key: None,
+            progress: None,
             deduplicated: None,
+            unique: None,
         };
         assert_eq!(
             triggered_text(&job),

@@ -14,7 +14,7 @@ use taskwheel_core::recurring::{NextFires, ScheduleList, ScheduleRequest, Schedu
 use taskwheel_core::wire::{
     CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail, FailRequest,
     HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView, LeaseRequest, LeaseResponse,
-    ListJobsQuery, SnoozeRequest, SubmitJob,
+    ListJobsQuery, ProgressReport, SnoozeRequest, SubmitJob,
 };
 use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId, WorkflowView};
 use taskwheel_core::{ErrorCode, JobId, LeaseToken};
@@ -274,7 +274,21 @@ impl Client {
         id: JobId,
         lease_token: LeaseToken,
     ) -> Result<HeartbeatResponse, ClientError> {
-        let body = HeartbeatRequest { lease_token };
+        self.heartbeat_with_progress(id, lease_token, None).await
+    }
+
+    /// `POST /api/v1/jobs/{id}/heartbeat` with the job's progress, which the
+    /// server stores on the job (shown by `GET /api/v1/jobs/{id}`).
+    pub async fn heartbeat_with_progress(
+        &self,
+        id: JobId,
+        lease_token: LeaseToken,
+        progress: Option<ProgressReport>,
+    ) -> Result<HeartbeatResponse, ClientError> {
+        let body = HeartbeatRequest {
+            lease_token,
+            progress,
+        };
         self.send(
             Method::POST,
             &format!("api/v1/jobs/{id}/heartbeat"),

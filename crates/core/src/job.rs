@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::firing::ScheduleId;
 use crate::retry::RetryPolicy;
+use crate::unique::Uniqueness;
 use crate::workflow::{ParentFailure, WorkflowId};
 
 /// The tenant every object belongs to until authentication assigns others.
@@ -240,6 +241,8 @@ pub struct NewJob {
     pub on_parent_failure: ParentFailure,
     /// The workflow this job belongs to, and its name there.
     pub workflow: Option<(WorkflowId, String)>,
+    /// The unique key and policy of a submission with `unique`.
+    pub unique: Option<Uniqueness>,
 }
 
 impl NewJob {
@@ -295,8 +298,22 @@ pub struct Job {
     pub cancel_requested: bool,
     /// Present while `state` is `running`.
     pub lease: Option<RunningLease>,
+    /// The key of a job submitted with `unique` (see [`crate::unique`]).
+    pub unique_key: Option<String>,
+    /// The latest progress the worker of the current (or last) attempt reported.
+    pub progress: Option<Progress>,
     /// Finished attempts, oldest first; filled only where asked for.
     pub attempts: Vec<Attempt>,
+}
+
+/// How far a running job has got, as its worker last reported with a heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// 0 to 100.
+    pub percent: Option<f64>,
+    pub message: Option<String>,
+    /// When the worker reported it (the heartbeat's instant).
+    pub updated_at: Timestamp,
 }
 
 /// How one attempt ended.

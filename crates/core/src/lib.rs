@@ -14,6 +14,7 @@
 //! - [`recurring`]: a schedule as defined and stored: timing, job template, policies, health.
 //! - [`lifecycle`]: the state machine; what a failure, an expiry or a cancel turns a job into.
 //! - [`workflow`]: dependencies between jobs (`depends_on`) and workflows: when a child may run, cycle checks.
+//! - [`unique`]: unique jobs: the key a submission computes and what a collision does.
 //! - [`wire`]: request and response bodies of REST API v1, and their validation.
 //! - [`error`]: the public error-code table shared by every API adapter.
 //!
@@ -30,14 +31,15 @@ pub mod recurring;
 pub mod retry;
 pub mod schedule;
 pub mod time;
+pub mod unique;
 pub mod wire;
 pub mod workflow;
 
 pub use duration::{DurationSpec, parse_duration};
 pub use error::{ErrorCode, FieldError};
 pub use job::{
-    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority, RunningLease,
-    TENANT_DEFAULT,
+    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority, Progress,
+    RunningLease, TENANT_DEFAULT,
 };
 pub use lifecycle::{FailureCause, FailureVerdict, TransitionError};
 pub use retry::{Backoff, RetryPolicy};

@@ -10,15 +10,20 @@ use serde_json::Value;
 use crate::duration::DurationSpec;
 use crate::error::{ErrorCode, FieldError};
 use crate::firing::ScheduleId;
-use crate::job::{Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority};
+use crate::job::{
+    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Priority, Progress,
+};
 use crate::retry::RetryPolicy;
 use crate::time::add;
+use crate::unique::{Conflict, UniqueOutcome, UniqueSpec};
 use crate::workflow::{ParentFailure, ParentResult, WorkflowId, validate_parents};
 
 /// Longest accepted names (queue, kind, worker) and keys.
 pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_KEY_LEN: usize = 255;
 pub const MAX_TAGS: usize = 32;
+/// The longest progress message a heartbeat may carry, in bytes.
+pub const MAX_PROGRESS_MESSAGE: usize = 1024;
 /// The most jobs one lease request may take.
 pub const MAX_LEASE_BATCH: u32 = 1000;
 /// The longest a lease request may long-poll.
@@ -57,6 +62,9 @@ pub struct SubmitJob {
     /// What to do when a parent fails, is cancelled or skipped (default `skip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_parent_failure: Option<ParentFailure>,
+    /// At most one job per unique key among the jobs in the key's states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<UniqueSpec>,
 }
 
 impl SubmitJob {
@@ -77,7 +85,7 @@ impl SubmitJob {
             return Err(FieldError::new("kind", "is required"));
         }
         validate_name("kind", &self.kind)?;
-        let run_at = match (self.run_at, self.delay) {
+        let mut run_at = match (self.run_at, self.delay) {
             (Some(_), Some(_)) => {
                 return Err(FieldError::new(
                     "delay",
@@ -113,6 +121,25 @@ impl SubmitJob {
                 ));
             }
         }
+        let unique = self
+            .unique
+            .as_ref()
+            .map(|u| u.resolve(&self.kind, &queue, &self.payload, now))
+            .transpose()?;
+        if unique
+            .as_ref()
+            .is_some_and(|u| u.on_conflict != Conflict::Skip)
+            && !self.depends_on.is_empty()
+        {
+            return Err(FieldError::new(
+                "unique.on_conflict",
+                "replace and debounce cannot be combined with depends_on (a blocked job is never overwritten)",
+            ));
+        }
+        if let Some(Conflict::Debounce(d)) = unique.as_ref().map(|u| u.on_conflict) {
+            // A debounced job runs `debounce` after its latest submission.
+            run_at = run_at.max(add(now, d));
+        }
         Ok(NewJob {
             id: crate::job::JobId::new_v7(now),
             tenant: tenant.to_string(),
@@ -130,6 +157,7 @@ impl SubmitJob {
             depends_on: self.depends_on,
             on_parent_failure: self.on_parent_failure.unwrap_or_default(),
             workflow: None,
+            unique,
         })
     }
 }
@@ -229,9 +257,40 @@ pub struct JobView {
     /// Finished attempts, oldest first (only on `GET /api/v1/jobs/{id}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptView>,
+    /// The key of a job submitted with `unique`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// The latest progress its worker reported; kept after the job ends,
+    /// cleared when a new attempt starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView>,
     /// Present on submit: true when an earlier job with the same idempotency key was returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deduplicated: Option<bool>,
+    /// Present on a submit with `unique`: whether it created a job, returned
+    /// the existing one, or overwrote the existing pending one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<UniqueOutcome>,
+}
+
+/// A job's progress as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+impl From<Progress> for ProgressView {
+    fn from(p: Progress) -> Self {
+        Self {
+            percent: p.percent,
+            message: p.message,
+            updated_at: p.updated_at,
+        }
+    }
 }
 
 /// The lease of a running job (without its token, which only the worker sees).
@@ -303,7 +362,10 @@ impl From<Job> for JobView {
                 expires_at: l.expires_at,
                 deadline: l.deadline,
             }),
+            unique_key: j.unique_key,
+            progress: j.progress.map(ProgressView::from),
             deduplicated: None,
+            unique: None,
         }
     }
 }
@@ -386,6 +448,64 @@ pub struct LeaseResponse {
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub lease_token: LeaseToken,
+    /// How far the job has got; replaces the progress stored on the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressReport>,
+}
+
+impl HeartbeatRequest {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.progress
+            .as_ref()
+            .map_or(Ok(()), ProgressReport::validate)
+    }
+}
+
+/// What a worker reports about a running job's progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    /// 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ProgressReport {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.percent.is_none() && self.message.is_none() {
+            return Err(FieldError::new("progress", "give percent, message or both"));
+        }
+        if let Some(p) = self.percent
+            && !(0.0..=100.0).contains(&p)
+        {
+            return Err(FieldError::new(
+                "progress.percent",
+                format!("{p} is out of range (0 to 100)"),
+            ));
+        }
+        if let Some(m) = &self.message
+            && (m.len() > MAX_PROGRESS_MESSAGE || m.contains('\0'))
+        {
+            return Err(FieldError::new(
+                "progress.message",
+                format!(
+                    "must be at most {MAX_PROGRESS_MESSAGE} bytes long, without NUL characters"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The progress to store, reported at `now`.
+    pub fn at(self, now: Timestamp) -> Progress {
+        Progress {
+            percent: self.percent,
+            message: self.message,
+            updated_at: now,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -594,10 +714,69 @@ mod tests {
                 json!({"kind": "k", "idempotency_key": "a\u{0}"}),
                 "idempotency_key",
             ),
+            (
+                json!({"kind": "k", "unique": {"by": ["x"]}}),
+                "unique.by[0]",
+            ),
+            (
+                json!({"kind": "k", "unique": {"period": "100ms"}}),
+                "unique.period",
+            ),
+            (
+                json!({"kind": "k", "depends_on": ["0192e4a0-0000-7000-8000-000000000000"],
+                       "unique": {"on_conflict": "replace"}}),
+                "unique.on_conflict",
+            ),
         ];
         for (body, field) in cases {
             let err = submit(body.clone()).unwrap_err();
             assert_eq!(err.field, field, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn unique_submissions_carry_their_key_and_debounce_delays() {
+        let job = submit(json!({"kind": "k", "unique": {}})).unwrap();
+        let unique = job.unique.expect("a unique job");
+        assert_eq!(unique.key.len(), 64);
+        assert_eq!(job.run_at, now());
+        let job =
+            submit(json!({"kind": "k", "unique": {"on_conflict": "debounce", "debounce": "30s"}}))
+                .unwrap();
+        assert_eq!(job.run_at, "2026-05-01T12:00:30Z".parse().unwrap());
+        let job = submit(json!({"kind": "k", "delay": "1m",
+                                "unique": {"on_conflict": "debounce", "debounce": "30s"}}))
+        .unwrap();
+        assert_eq!(
+            job.run_at,
+            "2026-05-01T12:01:00Z".parse().unwrap(),
+            "a later run time than the debounce stands"
+        );
+        assert!(submit(json!({"kind": "k"})).unwrap().unique.is_none());
+    }
+
+    #[test]
+    fn progress_reports_are_checked() {
+        let ok = [
+            json!({"percent": 0}),
+            json!({"percent": 100, "message": "done"}),
+            json!({"message": "starting"}),
+        ];
+        for p in ok {
+            let r: ProgressReport = serde_json::from_value(p.clone()).unwrap();
+            assert!(r.validate().is_ok(), "{p}");
+        }
+        let long = "x".repeat(MAX_PROGRESS_MESSAGE + 1);
+        let bad = [
+            (json!({}), "progress"),
+            (json!({"percent": 100.5}), "progress.percent"),
+            (json!({"percent": -0.1}), "progress.percent"),
+            (json!({"message": long}), "progress.message"),
+            (json!({"message": "a\u{0}"}), "progress.message"),
+        ];
+        for (p, field) in bad {
+            let r: ProgressReport = serde_json::from_value(p.clone()).unwrap();
+            assert_eq!(r.validate().unwrap_err().field, field, "{p}");
         }
     }
 

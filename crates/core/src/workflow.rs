@@ -245,6 +245,12 @@ impl SubmitWorkflow {
                     "not allowed inside a workflow: give the workflow an idempotency_key",
                 ));
             }
+            if node.job.unique.is_some() {
+                return Err(FieldError::new(
+                    format!("jobs[{i}].unique"),
+                    "not allowed inside a workflow: its jobs are created together, once",
+                ));
+            }
             let mut job = node
                 .job
                 .validate(tenant, now)
@@ -579,6 +585,11 @@ mod tests {
             (
                 json!([{"name": "a", "kind": "k", "idempotency_key": "x"}]),
                 "jobs[0].idempotency_key",
+                "workflow",
+            ),
+            (
+                json!([{"name": "a", "kind": "k", "unique": {"key": "x"}}]),
+                "jobs[0].unique",
                 "workflow",
             ),
             (

@@ -130,7 +130,9 @@ impl Engine {
         let now = self.now();
         let job = request.validate(tenant, now)?;
         let submitted = self.store.submit(job, now).await?;
-        if !submitted.deduplicated {
+        let unchanged = submitted.deduplicated
+            || submitted.unique == Some(taskwheel_core::unique::UniqueOutcome::Deduplicated);
+        if !unchanged {
             self.announce(
                 &submitted.job.tenant,
                 &submitted.job.queue,
@@ -230,8 +232,20 @@ impl Engine {
         }
     }
 
-    pub async fn heartbeat(&self, tenant: &str, id: JobId, token: LeaseToken) -> Result<Heartbeat> {
-        Ok(self.store.heartbeat(tenant, id, token, self.now()).await?)
+    /// Extends a lease and stores the progress the worker reports with it.
+    pub async fn heartbeat(
+        &self,
+        tenant: &str,
+        id: JobId,
+        request: wire::HeartbeatRequest,
+    ) -> Result<Heartbeat> {
+        request.validate()?;
+        let now = self.now();
+        let progress = request.progress.map(|p| p.at(now));
+        Ok(self
+            .store
+            .heartbeat(tenant, id, request.lease_token, progress, now)
+            .await?)
     }
 
     pub async fn complete(

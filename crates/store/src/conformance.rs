@@ -12,9 +12,11 @@ use jiff::Timestamp;
 use serde_json::json;
 use taskwheel_core::lifecycle::{FailureCause, TransitionError};
 use taskwheel_core::time::add;
+use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::SubmitJob;
 use taskwheel_core::{
-    AttemptOutcome, Backoff, DurationSpec, Job, JobId, JobState, NewJob, Priority, RetryPolicy,
+    AttemptOutcome, Backoff, DurationSpec, Job, JobId, JobState, LeaseToken, NewJob, Priority,
+    Progress, RetryPolicy,
 };
 
 use crate::{Completion, JobFilter, LeaseParams, LeasedJob, ScheduleKey, Store, StoreError};
@@ -91,6 +93,15 @@ macro_rules! conformance_tests {
             parents_ending_at_once_release_the_child_once,
             a_workflow_fans_out_and_in,
             a_workflow_is_cancelled_and_deduplicated,
+            unique_skip_returns_the_job_holding_the_key,
+            unique_replace_overwrites_only_a_pending_job,
+            unique_debounce_pushes_the_run_time,
+            unique_period_buckets_split_the_key,
+            unique_states_decide_how_long_a_key_is_held,
+            concurrent_unique_submits_make_one_job,
+            heartbeat_progress_is_stored_and_kept,
+            snoozes_never_use_up_the_attempt_budget,
+            a_blocked_job_holds_its_unique_key,
         );
     };
 }
@@ -418,7 +429,7 @@ pub async fn expired_lease_returns_job_and_counts_attempt(store: Arc<dyn Store>)
     assert_eq!(back.attempt, 1);
     assert_eq!(back.attempts[0].outcome, AttemptOutcome::LeaseExpired);
     let stale = store
-        .heartbeat("default", job.id, leased.token, secs(31))
+        .heartbeat("default", job.id, leased.token, None, secs(31))
         .await;
     assert!(matches!(
         stale,
@@ -454,7 +465,7 @@ pub async fn timeout_is_enforced_through_the_lease(store: Arc<dyn Store>) {
     let leased = lease_one(&store, t0()).await;
     assert_eq!(leased.expires_at, secs(5), "the lease ends at the deadline");
     let beat = store
-        .heartbeat("default", job.id, leased.token, secs(4))
+        .heartbeat("default", job.id, leased.token, None, secs(4))
         .await
         .unwrap();
     assert_eq!(
@@ -472,7 +483,7 @@ pub async fn heartbeat_extends_the_lease(store: Arc<dyn Store>) {
     let job = submit(&store, json!({"kind": "k"}), t0()).await;
     let leased = lease_one(&store, t0()).await;
     let beat = store
-        .heartbeat("default", job.id, leased.token, secs(20))
+        .heartbeat("default", job.id, leased.token, None, secs(20))
         .await
         .unwrap();
     assert_eq!(beat.expires_at, secs(50));
@@ -501,7 +512,7 @@ pub async fn cancel_pending_and_running(store: Arc<dyn Store>) {
     assert_eq!(flagged.state, JobState::Running);
     assert!(flagged.cancel_requested);
     let beat = store
-        .heartbeat("default", running.id, leased.token, secs(2))
+        .heartbeat("default", running.id, leased.token, None, secs(2))
         .await
         .unwrap();
     assert!(
@@ -1110,4 +1121,427 @@ pub async fn dead_lettered_runs_count_against_the_schedule(store: Arc<dyn Store>
         Some(secs(20)),
         "the next tick arms the timer"
     );
+}
+
+/// Completes a leased job, which must succeed.
+async fn complete_ok(store: &Arc<dyn Store>, id: JobId, token: LeaseToken, now: Timestamp) {
+    let moved = store
+        .complete(
+            "default",
+            vec![Completion {
+                id,
+                token,
+                result: None,
+            }],
+            now,
+        )
+        .await
+        .expect("complete")
+        .pop()
+        .expect("one result")
+        .expect("completed");
+    assert_eq!(moved.state, JobState::Succeeded);
+}
+
+/// Submits `body` at `now` and answers the stored job and the unique outcome.
+async fn submit_unique(
+    store: &Arc<dyn Store>,
+    body: serde_json::Value,
+    now: Timestamp,
+) -> (Job, Option<UniqueOutcome>) {
+    let submitted = store.submit(new_job(body, now), now).await.expect("submit");
+    assert!(!submitted.deduplicated, "no idempotency key involved");
+    (submitted.job, submitted.unique)
+}
+
+async fn count_jobs(store: &Arc<dyn Store>) -> usize {
+    schedules::jobs_of(store).await.len()
+}
+
+pub async fn unique_skip_returns_the_job_holding_the_key(store: Arc<dyn Store>) {
+    let body = json!({"kind": "report", "payload": {"customer": 7, "day": 1}, "unique": {}});
+    let (first, outcome) = submit_unique(&store, body.clone(), t0()).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_eq!(first.unique_key.as_ref().map(String::len), Some(64));
+    let (again, outcome) = submit_unique(&store, body, secs(1)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Deduplicated));
+    assert_eq!(again, first, "the holder is returned unchanged");
+    // Another payload is another key (default: kind, queue and payload).
+    let (other, outcome) = submit_unique(
+        &store,
+        json!({"kind": "report", "payload": {"customer": 7, "day": 2}, "unique": {}}),
+        secs(2),
+    )
+    .await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_ne!(other.id, first.id);
+    // Unique by one payload field: the other fields do not matter.
+    let by_customer = |day: u32| json!({"kind": "report", "payload": {"customer": 7, "day": day}, "unique": {"by": ["kind", "payload.customer"]}});
+    let (a, outcome) = submit_unique(&store, by_customer(1), secs(3)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    let (b, outcome) = submit_unique(&store, by_customer(9), secs(4)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Deduplicated));
+    assert_eq!(b.id, a.id);
+    // A plain submission is never affected.
+    let (_, outcome) = submit_unique(&store, json!({"kind": "report"}), secs(5)).await;
+    assert_eq!(outcome, None);
+    assert_eq!(count_jobs(&store).await, 4);
+    // Keys are per tenant.
+    let mut job = new_job(
+        json!({"kind": "report", "payload": {"customer": 7, "day": 1}, "unique": {}}),
+        secs(6),
+    );
+    job.tenant = "other".into();
+    let theirs = store.submit(job, secs(6)).await.unwrap();
+    assert_eq!(theirs.unique, Some(UniqueOutcome::New));
+}
+
+pub async fn unique_replace_overwrites_only_a_pending_job(store: Arc<dyn Store>) {
+    let replace = |v: u32, extra: serde_json::Value| {
+        let mut body = json!({"kind": "sync", "payload": {"v": v},
+                              "unique": {"by": ["kind"], "on_conflict": "replace"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (first, outcome) = submit_unique(&store, replace(1, json!({"delay": "1m"})), t0()).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_eq!(first.state, JobState::Scheduled);
+    let (second, outcome) = submit_unique(
+        &store,
+        replace(2, json!({"priority": "high", "tags": ["b"]})),
+        secs(1),
+    )
+    .await;
+    assert_eq!(outcome, Some(UniqueOutcome::Replaced));
+    assert_eq!(second.id, first.id, "the job keeps its id");
+    assert_eq!(second.payload, json!({"v": 2}));
+    assert_eq!(second.priority, Priority::HIGH);
+    assert_eq!(second.tags, vec!["b".to_string()]);
+    assert_eq!(second.state, JobState::Available, "due now, as submitted");
+    assert_eq!(second.run_at, secs(1));
+    assert_eq!(store.get_job("default", first.id).await.unwrap(), second);
+    // Running: the submission is deduplicated, the job untouched.
+    let leased = lease_one(&store, secs(2)).await;
+    assert_eq!(leased.job.id, first.id);
+    let (third, outcome) = submit_unique(&store, replace(3, json!({})), secs(3)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Deduplicated));
+    assert_eq!(third.state, JobState::Running);
+    assert_eq!(third.payload, json!({"v": 2}));
+    assert_eq!(count_jobs(&store).await, 1);
+    // Finished (succeeded is not among the default states): the key is free.
+    complete_ok(&store, first.id, leased.token, secs(4)).await;
+    let (fourth, outcome) = submit_unique(&store, replace(4, json!({})), secs(5)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_ne!(fourth.id, first.id);
+    assert_eq!(count_jobs(&store).await, 2);
+}
+
+pub async fn unique_debounce_pushes_the_run_time(store: Arc<dyn Store>) {
+    let debounce = |v: u32| {
+        json!({"kind": "reindex", "payload": {"v": v},
+               "unique": {"key": "index-7", "on_conflict": "debounce", "debounce": "30s"}})
+    };
+    let (first, outcome) = submit_unique(&store, debounce(1), t0()).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_eq!(first.state, JobState::Scheduled);
+    assert_eq!(
+        first.run_at,
+        secs(30),
+        "a debounced job waits out its debounce"
+    );
+    let (second, outcome) = submit_unique(&store, debounce(2), secs(20)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Replaced));
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.payload, json!({"v": 2}), "the latest payload wins");
+    assert_eq!(second.run_at, secs(50));
+    assert!(
+        store.promote_due(secs(30)).await.unwrap().queues.is_empty(),
+        "the old run time has passed without the job running"
+    );
+    assert_eq!(store.promote_due(secs(50)).await.unwrap().queues.len(), 1);
+    // Available but not yet leased: still pending, pushed back again.
+    let (third, outcome) = submit_unique(&store, debounce(3), secs(51)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Replaced));
+    assert_eq!((third.state, third.run_at), (JobState::Scheduled, secs(81)));
+    assert!(
+        store
+            .lease(params(&["default"], 1), secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a debounced job is not leased before its time"
+    );
+    assert_eq!(count_jobs(&store).await, 1);
+}
+
+pub async fn unique_period_buckets_split_the_key(store: Arc<dyn Store>) {
+    let hourly = json!({"kind": "digest", "unique": {"by": ["kind"], "period": "1h"}});
+    // t0 is on an hour boundary: [t0, t0 + 1h) is one bucket.
+    let (first, outcome) = submit_unique(&store, hourly.clone(), t0()).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    let (same, outcome) = submit_unique(&store, hourly.clone(), secs(3599)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::Deduplicated));
+    assert_eq!(same.id, first.id);
+    let (next, outcome) = submit_unique(&store, hourly, secs(3600)).await;
+    assert_eq!(outcome, Some(UniqueOutcome::New), "a new hour, a new key");
+    assert_ne!(next.unique_key, first.unique_key);
+    assert_eq!(count_jobs(&store).await, 2);
+}
+
+pub async fn unique_states_decide_how_long_a_key_is_held(store: Arc<dyn Store>) {
+    let body = |states: serde_json::Value| {
+        json!({"kind": "k", "retry": {"max_attempts": 1},
+               "unique": {"key": "once", "states": states}})
+    };
+    let with_succeeded = json!(["scheduled", "available", "running", "succeeded"]);
+    let (first, _) = submit_unique(&store, body(with_succeeded.clone()), t0()).await;
+    let leased = lease_one(&store, t0()).await;
+    complete_ok(&store, first.id, leased.token, secs(1)).await;
+    let (again, outcome) = submit_unique(&store, body(with_succeeded), secs(2)).await;
+    assert_eq!(
+        outcome,
+        Some(UniqueOutcome::Deduplicated),
+        "a succeeded job holds the key when its states include succeeded"
+    );
+    assert_eq!((again.id, again.state), (first.id, JobState::Succeeded));
+
+    // Default states: a dead-lettered job frees its key...
+    let (dead, _) = submit_unique(
+        &store,
+        json!({"kind": "k2", "retry": {"max_attempts": 1},
+                                                 "unique": {"key": "k2"}}),
+        secs(3),
+    )
+    .await;
+    let leased = lease_one(&store, secs(3)).await;
+    store
+        .fail(
+            "default",
+            dead.id,
+            leased.token,
+            "boom".into(),
+            error_cause(),
+            secs(4),
+        )
+        .await
+        .unwrap();
+    let (fresh, outcome) = submit_unique(
+        &store,
+        json!({"kind": "k2", "unique": {"key": "k2"}}),
+        secs(5),
+    )
+    .await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_ne!(fresh.id, dead.id);
+    // ...and cannot be re-run while another job holds it.
+    assert!(matches!(
+        store.rerun("default", dead.id, secs(6)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(state_of(&store, dead.id).await, JobState::Failed);
+    store.cancel("default", fresh.id, secs(7)).await.unwrap();
+    let rerun = store.rerun("default", dead.id, secs(8)).await.unwrap();
+    assert_eq!(
+        rerun.state,
+        JobState::Available,
+        "free again once the holder is cancelled"
+    );
+}
+
+pub async fn concurrent_unique_submits_make_one_job(store: Arc<dyn Store>) {
+    let submits: Vec<_> = (0..50)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                // Different payloads, one key: the key is unique by kind.
+                let body = json!({"kind": "k", "payload": {"i": i},
+                                  "unique": {"by": ["kind"], "on_conflict": if i % 2 == 0 { "skip" } else { "replace" }}});
+                store.submit(new_job(body, t0()), t0()).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for submit in submits {
+        let submitted = submit.await.expect("task").expect("submit");
+        ids.insert(submitted.job.id);
+        created += usize::from(submitted.unique == Some(UniqueOutcome::New));
+    }
+    assert_eq!(ids.len(), 1, "every submission answers the same job");
+    assert_eq!(created, 1, "exactly one submission created it");
+    assert_eq!(count_jobs(&store).await, 1);
+}
+
+pub async fn heartbeat_progress_is_stored_and_kept(store: Arc<dyn Store>) {
+    let retry = serde_json::to_value(fixed_retry(2, 0)).unwrap();
+    let job = submit(&store, json!({"kind": "k", "retry": retry}), t0()).await;
+    assert_eq!(job.progress, None);
+    let leased = lease_one(&store, t0()).await;
+    let progress = Progress {
+        percent: Some(40.5),
+        message: Some("copied 4 of 10 files".into()),
+        updated_at: secs(5),
+    };
+    store
+        .heartbeat(
+            "default",
+            job.id,
+            leased.token,
+            Some(progress.clone()),
+            secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job("default", job.id).await.unwrap().progress,
+        Some(progress.clone())
+    );
+    // A heartbeat without progress leaves it; a stale one changes nothing.
+    store
+        .heartbeat("default", job.id, leased.token, None, secs(6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job("default", job.id).await.unwrap().progress,
+        Some(progress.clone())
+    );
+    // A new report replaces the whole progress.
+    let message_only = Progress {
+        percent: None,
+        message: Some("almost".into()),
+        updated_at: secs(7),
+    };
+    store
+        .heartbeat(
+            "default",
+            job.id,
+            leased.token,
+            Some(message_only.clone()),
+            secs(7),
+        )
+        .await
+        .unwrap();
+    store
+        .fail(
+            "default",
+            job.id,
+            leased.token,
+            "boom".into(),
+            error_cause(),
+            secs(8),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job("default", job.id).await.unwrap().progress,
+        Some(message_only),
+        "kept after the attempt ends"
+    );
+    // A new attempt starts from nothing, and its progress outlives the job.
+    let second = lease_one(&store, secs(9)).await;
+    assert_eq!(second.job.progress, None);
+    assert_eq!(
+        store.get_job("default", job.id).await.unwrap().progress,
+        None
+    );
+    let done = Progress {
+        percent: Some(100.0),
+        message: None,
+        updated_at: secs(10),
+    };
+    store
+        .heartbeat(
+            "default",
+            job.id,
+            second.token,
+            Some(done.clone()),
+            secs(10),
+        )
+        .await
+        .unwrap();
+    complete_ok(&store, job.id, second.token, secs(11)).await;
+    let finished = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(finished.state, JobState::Succeeded);
+    assert_eq!(finished.progress, Some(done));
+}
+
+pub async fn snoozes_never_use_up_the_attempt_budget(store: Arc<dyn Store>) {
+    let job = submit(
+        &store,
+        json!({"kind": "k", "retry": {"max_attempts": 1}}),
+        t0(),
+    )
+    .await;
+    for i in 0..3 {
+        let leased = lease_one(&store, secs(i * 10)).await;
+        assert_eq!(leased.job.attempt, 1, "snooze {i}: still the first attempt");
+        let moved = store
+            .snooze(
+                "default",
+                job.id,
+                leased.token,
+                Duration::from_secs(5),
+                secs(i * 10 + 1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved.state, JobState::Scheduled);
+        store.promote_due(secs(i * 10 + 6)).await.unwrap();
+    }
+    let last = lease_one(&store, secs(30)).await;
+    assert_eq!(last.job.attempt, 1);
+    complete_ok(&store, job.id, last.token, secs(31)).await;
+    let done = store.get_job("default", job.id).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let outcomes: Vec<_> = done.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            AttemptOutcome::Released,
+            AttemptOutcome::Released,
+            AttemptOutcome::Released,
+            AttemptOutcome::Succeeded
+        ]
+    );
+}
+
+pub async fn a_blocked_job_holds_its_unique_key(store: Arc<dyn Store>) {
+    let parent = submit(&store, json!({"kind": "parent"}), t0()).await;
+    let (child, outcome) = submit_unique(
+        &store,
+        json!({"kind": "child", "depends_on": [parent.id], "unique": {"key": "c"}}),
+        t0(),
+    )
+    .await;
+    assert_eq!(outcome, Some(UniqueOutcome::New));
+    assert_eq!(child.state, JobState::Blocked);
+    // Blocked is a holding state, and a replace never overwrites it.
+    for policy in ["skip", "replace"] {
+        let (held, outcome) = submit_unique(
+            &store,
+            json!({"kind": "child", "payload": 2, "unique": {"key": "c", "on_conflict": policy}}),
+            secs(1),
+        )
+        .await;
+        assert_eq!(outcome, Some(UniqueOutcome::Deduplicated), "{policy}");
+        assert_eq!((held.id, held.state), (child.id, JobState::Blocked));
+    }
+    // Released by its parent, it keeps the key without colliding.
+    let leased = lease_one(&store, secs(2)).await;
+    assert_eq!(leased.job.id, parent.id);
+    complete_ok(&store, parent.id, leased.token, secs(3)).await;
+    assert_eq!(state_of(&store, child.id).await, JobState::Available);
+    let (again, outcome) = submit_unique(
+        &store,
+        json!({"kind": "child", "unique": {"key": "c"}}),
+        secs(4),
+    )
+    .await;
+    assert_eq!(
+        (outcome, again.id),
+        (Some(UniqueOutcome::Deduplicated), child.id)
+    );
+    assert_eq!(count_jobs(&store).await, 2);
 }

@@ -38,8 +38,9 @@ use serde_json::Value;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
+use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId, WorkflowRecord};
-use taskwheel_core::{Clock, Job, JobId, JobState, LeaseToken, NewJob};
+use taskwheel_core::{Clock, Job, JobId, JobState, LeaseToken, NewJob, Progress};
 
 pub use error::StoreError;
 pub use postgres::{PgConfig, PgStore};
@@ -53,7 +54,24 @@ pub struct Submitted {
     pub job: Job,
     /// True when a job with the same idempotency key already existed and is returned instead.
     pub deduplicated: bool,
+    /// For a job submitted with `unique` (and not deduplicated by its
+    /// idempotency key): whether it is new, the existing holder of its key,
+    /// or the existing pending holder overwritten by this submission.
+    pub unique: Option<UniqueOutcome>,
 }
+
+/// The condition under which a job holds its unique key: its state is in
+/// its own `unique_states` (the bits of `taskwheel_core::unique::StateSet`).
+/// Both engines' `jobs_unique` index has exactly this predicate; queries
+/// repeat it verbatim so the index serves them.
+pub(crate) const HOLDS_UNIQUE_KEY: &str = "unique_key IS NOT NULL AND (unique_states & CASE state WHEN 'scheduled' THEN 1 \
+     WHEN 'available' THEN 2 WHEN 'running' THEN 4 WHEN 'succeeded' THEN 8 \
+     WHEN 'failed' THEN 16 WHEN 'cancelled' THEN 32 WHEN 'blocked' THEN 64 \
+     WHEN 'skipped' THEN 128 ELSE 0 END) <> 0";
+
+/// Why a finished job with a unique key cannot run again (rerun).
+pub(crate) const UNIQUE_TAKEN: &str =
+    "another job with the same unique key holds it now (pending or running); cancel that job first";
 
 /// What a worker asks for when it leases.
 #[derive(Debug, Clone)]
@@ -210,6 +228,11 @@ pub trait Store: Send + Sync + 'static {
     /// A job with parents (`depends_on`, all in the same tenant, else
     /// [`StoreError::Invalid`]) starts `blocked`, or `skipped`, or runnable,
     /// from how its parents stand right now.
+    ///
+    /// A submission with `unique` returns the existing holder of its unique
+    /// key, or overwrites it, by its `on_conflict`
+    /// policy (`taskwheel_core::unique::on_conflict`): at most one job ever
+    /// holds a key, however many nodes submit at once.
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted>;
 
     /// Stores a whole workflow in one transaction (its jobs come parents
@@ -248,11 +271,13 @@ pub trait Store: Send + Sync + 'static {
     /// Leases up to `max` available jobs: highest priority first, then earliest due, then oldest.
     async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>>;
 
+    /// Extends the lease; `progress`, when given, replaces the job's stored progress.
     async fn heartbeat(
         &self,
         tenant: &str,
         id: JobId,
         token: LeaseToken,
+        progress: Option<Progress>,
         now: Timestamp,
     ) -> Result<Heartbeat>;
 

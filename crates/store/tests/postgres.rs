@@ -23,6 +23,7 @@ use serde_json::json;
 use sqlx_core::connection::Connection as _;
 use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::PgConnection;
+use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::SubmitJob;
 use taskwheel_core::{JobState, NewJob};
 use taskwheel_store::{JobFilter, LeaseParams, PgConfig, PgStore, QueueRef, Store};
@@ -162,6 +163,14 @@ fn new_job(body: serde_json::Value, now: Timestamp) -> NewJob {
         .expect("valid job")
 }
 
+async fn job_count(store: &PgStore) -> usize {
+    let filter = JobFilter {
+        limit: 1000,
+        ..JobFilter::default()
+    };
+    store.list_jobs("default", &filter).await.unwrap().len()
+}
+
 /// Two "nodes": two stores, each with its own pool, on one schema.
 async fn two_nodes(max_connections: u32) -> Option<(PgConfig, Arc<PgStore>, Arc<PgStore>)> {
     let config = fresh_config(max_connections).await?;
@@ -236,17 +245,59 @@ async fn concurrent_submits_with_one_key_make_one_job() {
     }
     assert_eq!(ids.len(), 1, "every submission returns the same job");
     assert_eq!(created, 1, "exactly one submission created it");
-    let all = a
-        .list_jobs(
-            "default",
-            &JobFilter {
-                limit: 100,
-                ..JobFilter::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 1);
+    assert_eq!(job_count(&a).await, 1);
+}
+
+/// 50 submissions of one unique job, split over two nodes, skip and replace
+/// mixed, while a third party leases it: one job, whatever the interleaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unique_submits_on_two_nodes_make_one_job() {
+    let Some((_, a, b)) = two_nodes(10).await else {
+        return;
+    };
+    let submits: Vec<_> = (0..50)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let policy = if i % 3 == 0 { "replace" } else { "skip" };
+                let job = new_job(
+                    json!({"kind": "k", "payload": {"i": i},
+                           "unique": {"by": ["kind"], "on_conflict": policy}}),
+                    t0(),
+                );
+                store.submit(job, t0()).await
+            })
+        })
+        .collect();
+    let leaser = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let params = LeaseParams {
+                tenant: "default".into(),
+                queues: vec!["default".into()],
+                max: 1,
+                worker: "w".into(),
+                lease: Duration::from_secs(30),
+            };
+            for _ in 0..20 {
+                if !a.lease(params.clone(), t0()).await.unwrap().is_empty() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for submit in submits {
+        let submitted = submit.await.expect("task").expect("submit");
+        ids.insert(submitted.job.id);
+        created += usize::from(submitted.unique == Some(UniqueOutcome::New));
+    }
+    leaser.await.unwrap();
+    assert_eq!(ids.len(), 1, "every submission answers the same job");
+    assert_eq!(created, 1, "exactly one submission created it");
+    assert_eq!(job_count(&a).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -258,7 +258,10 @@ pub(crate) mod testing {
             cancel_requested: false,
             lease: None,
             attempts: Vec::new(),
+            unique_key: None,
+            progress: None,
             deduplicated: None,
+            unique: None,
         };
         let leased = LeasedJob {
             job,
@@ -268,7 +271,12 @@ pub(crate) mod testing {
         };
         let (cancel_tx, cancel_rx) = watch::channel(false);
         (
-            JobContext::new(leased, Arc::from("test-worker"), cancel_rx),
+            JobContext::new(
+                leased,
+                Arc::from("test-worker"),
+                cancel_rx,
+                Arc::new(watch::channel(None).0),
+            ),
             cancel_tx,
         )
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use taskwheel_core::wire::{CompleteRequest, FailRequest, LeasedJob, SnoozeRequest};
+use taskwheel_core::wire::{
+    CompleteRequest, FailRequest, LeasedJob, MAX_PROGRESS_MESSAGE, ProgressReport, SnoozeRequest,
+};
 use taskwheel_core::workflow::ParentResult;
 use taskwheel_core::{DurationSpec, JobId, LeaseToken, Timestamp};
 use tokio::sync::watch;
@@ -54,15 +56,42 @@ pub struct JobContext {
     /// Flips to `true` when a heartbeat answers `cancel_requested`; the sender
     /// lives in the task that supervises this job.
     cancel: watch::Receiver<bool>,
+    /// The latest progress the handler reported; the supervisor sends it
+    /// with a heartbeat (at once, at most about once a second).
+    progress: Arc<watch::Sender<Option<ProgressReport>>>,
 }
 
 impl JobContext {
-    pub(crate) fn new(job: LeasedJob, worker_id: Arc<str>, cancel: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        job: LeasedJob,
+        worker_id: Arc<str>,
+        cancel: watch::Receiver<bool>,
+        progress: Arc<watch::Sender<Option<ProgressReport>>>,
+    ) -> Self {
         Self {
             job: Arc::new(job),
             worker_id,
             cancel,
+            progress,
         }
+    }
+
+    /// Reports how far the job has got: `percent` (0 to 100) and a short
+    /// message. The worker sends it to the server with a heartbeat right
+    /// away (at most about once a second; the latest report wins), and the
+    /// server shows it on the job. Out-of-range input is clamped rather
+    /// than refused: a percentage below 0 counts as 0, above 100 as 100, and
+    /// a message is cut to 1024 bytes.
+    pub fn progress(&self, percent: f64, message: impl Into<String>) {
+        self.report_progress(ProgressReport {
+            percent: Some(percent),
+            message: Some(message.into()),
+        });
+    }
+
+    /// [`progress`](Self::progress) with either part optional.
+    pub fn report_progress(&self, report: ProgressReport) {
+        self.progress.send_replace(Some(storable_progress(report)));
     }
 
     /// The job and its lease as the server handed it out.
@@ -139,6 +168,34 @@ impl JobContext {
             // The supervisor is gone, so the job is over and no cancel can come.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// A report the server accepts whatever the handler passed.
+fn storable_progress(report: ProgressReport) -> ProgressReport {
+    let percent = report
+        .percent
+        .filter(|p| !p.is_nan())
+        .map(|p| p.clamp(0.0, 100.0));
+    let message = report.message.map(|m| {
+        let mut m = m.replace('\0', "\u{FFFD}");
+        if m.len() > MAX_PROGRESS_MESSAGE {
+            let mut end = MAX_PROGRESS_MESSAGE;
+            while !m.is_char_boundary(end) {
+                end -= 1;
+            }
+            m.truncate(end);
+        }
+        m
+    });
+    ProgressReport {
+        // Neither part left (a NaN alone): report 0% rather than nothing.
+        percent: if percent.is_none() && message.is_none() {
+            Some(0.0)
+        } else {
+            percent
+        },
+        message,
     }
 }
 
@@ -248,6 +305,22 @@ mod tests {
             Report::Complete(r) => ("complete", serde_json::to_value(r).unwrap()),
             Report::Fail(r) => ("fail", serde_json::to_value(r).unwrap()),
             Report::Snooze(r) => ("snooze", serde_json::to_value(r).unwrap()),
+        }
+    }
+
+    #[test]
+    fn progress_is_made_acceptable() {
+        let cases = [
+            (Some(150.0), Some("x".repeat(2000)), Some(100.0), 1024),
+            (Some(-3.0), None, Some(0.0), 0),
+            (Some(f64::NAN), None, Some(0.0), 0),
+            (Some(42.5), Some("é".repeat(600)), Some(42.5), 1024),
+        ];
+        for (percent, message, want_percent, want_len) in cases {
+            let out = storable_progress(ProgressReport { percent, message });
+            assert_eq!(out.percent, want_percent);
+            assert_eq!(out.message.as_ref().map_or(0, String::len), want_len);
+            assert!(out.validate().is_ok());
         }
     }
 

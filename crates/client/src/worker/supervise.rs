@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskwheel_core::wire::{LeasedJob, SnoozeRequest};
+use taskwheel_core::wire::{LeasedJob, ProgressReport, SnoozeRequest};
 use taskwheel_core::{DurationSpec, JobId, LeaseToken};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +24,8 @@ use crate::client::ClientError;
 /// if every try fails, the lease expires and the job runs again.
 const REPORT_TRIES: u32 = 5;
 const REPORT_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// The least time between two heartbeats sent for progress reports.
+const PROGRESS_GAP: Duration = Duration::from_secs(1);
 
 /// Runs `leased` to its end. Returns early, releasing the job, when `stop`
 /// turns true (the shutdown grace period is over).
@@ -49,14 +51,36 @@ async fn run(shared: Arc<Shared>, leased: LeasedJob, mut stop: watch::Receiver<b
     };
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let ctx = JobContext::new(leased, shared.worker_id.clone(), cancel_rx);
+    // The supervisor keeps a sender too, so the last report can still be
+    // read (and sent) after the handler and its context are gone.
+    let (progress_tx, mut progress_rx) = watch::channel(None);
+    let progress_tx = Arc::new(progress_tx);
+    let ctx = JobContext::new(
+        leased,
+        shared.worker_id.clone(),
+        cancel_rx,
+        Arc::clone(&progress_tx),
+    );
     let mut task = AbortOnDrop(tokio::spawn(async move { handler.handle(ctx).await }));
     let beat = shared.heartbeat_interval;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + beat, beat);
     // After a slow heartbeat, beat again one interval later rather than in a burst.
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Progress the handler reported and the server has not heard yet is
+    // sent at `flush_at`: at once, or a second after the previous beat.
+    // The lease was just taken: the first report may go at once.
+    let mut last_beat = Instant::now()
+        .checked_sub(PROGRESS_GAP)
+        .unwrap_or_else(Instant::now);
+    let mut flush_at: Option<Instant> = None;
 
     let outcome = loop {
+        let flush = async {
+            match flush_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             joined = &mut task.0 => break match joined {
                 Ok(outcome) => outcome,
@@ -66,21 +90,13 @@ async fn run(shared: Arc<Shared>, leased: LeasedJob, mut stop: watch::Receiver<b
                 // Only this function aborts the task, and it never polls it afterwards.
                 Err(_) => Outcome::retry("handler task was cancelled"),
             },
-            _ = heartbeat.tick() => match send_heartbeat(&shared, id, token, beat).await {
-                Beat::Alive { cancel_requested } => {
-                    if cancel_requested && !*cancel_tx.borrow() {
-                        info!("cancel requested; telling the handler");
-                        cancel_tx.send_replace(true);
-                    }
-                }
-                // The attempt is void: another worker may run the job now, and
-                // any result would be refused. Dropping `task` aborts the handler.
-                Beat::LeaseLost(e) => {
-                    warn!(error = %e, "lease lost; abandoning the job and dropping its result");
-                    return;
-                }
-                Beat::Unknown => {}
-            },
+            // Never an error: this task holds a sender.
+            Ok(()) = progress_rx.changed(), if flush_at.is_none() => {
+                flush_at = Some(Instant::now().max(last_beat + PROGRESS_GAP));
+                continue;
+            }
+            _ = flush, if flush_at.is_some() => {}
+            _ = heartbeat.tick() => {}
             _ = stopped(&mut stop) => {
                 task.0.abort();
                 // Wait for the abort to land so the handler's resources (child
@@ -92,7 +108,40 @@ async fn run(shared: Arc<Shared>, leased: LeasedJob, mut stop: watch::Receiver<b
                 return;
             }
         }
+        // A regular tick or the flush instant: beat, carrying any unsent progress.
+        let progress = flush_at
+            .take()
+            .and_then(|_| progress_rx.borrow_and_update().clone());
+        last_beat = Instant::now();
+        heartbeat.reset();
+        match send_heartbeat(&shared, id, token, progress.clone(), beat).await {
+            Beat::Alive { cancel_requested } => {
+                if cancel_requested && !*cancel_tx.borrow() {
+                    info!("cancel requested; telling the handler");
+                    cancel_tx.send_replace(true);
+                }
+            }
+            // The attempt is void: another worker may run the job now, and
+            // any result would be refused. Dropping `task` aborts the handler.
+            Beat::LeaseLost(e) => {
+                warn!(error = %e, "lease lost; abandoning the job and dropping its result");
+                return;
+            }
+            // Send the progress again with the next regular beat.
+            Beat::Unknown if progress.is_some() => flush_at = Some(last_beat + beat),
+            Beat::Unknown => {}
+        }
     };
+    // Progress reported just before the end is stored before the outcome.
+    if flush_at.is_some() || progress_rx.has_changed().unwrap_or(false) {
+        // (`progress_tx` is still alive here, so `has_changed` cannot fail.)
+        let progress = progress_rx.borrow_and_update().clone();
+        if let Beat::LeaseLost(e) = send_heartbeat(&shared, id, token, progress, beat).await {
+            warn!(error = %e, "lease lost; dropping the result");
+            return;
+        }
+    }
+    drop(progress_tx);
     debug!(?outcome, "handler finished");
     report_outcome(&shared, id, outcome.into_report(token)).await;
 }
@@ -106,9 +155,16 @@ enum Beat {
     Unknown,
 }
 
-async fn send_heartbeat(shared: &Shared, id: JobId, token: LeaseToken, limit: Duration) -> Beat {
+async fn send_heartbeat(
+    shared: &Shared,
+    id: JobId,
+    token: LeaseToken,
+    progress: Option<ProgressReport>,
+    limit: Duration,
+) -> Beat {
     // A heartbeat slower than the interval is worth less than the next one.
-    match tokio::time::timeout(limit, shared.client.heartbeat(id, token)).await {
+    let request = shared.client.heartbeat_with_progress(id, token, progress);
+    match tokio::time::timeout(limit, request).await {
         Ok(Ok(answer)) => Beat::Alive {
             cancel_requested: answer.cancel_requested,
         },

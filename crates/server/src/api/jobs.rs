@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
 
 use super::error::ApiError;
@@ -21,10 +22,14 @@ pub(crate) async fn submit(
     let submitted = engine.submit(&tenant, request).await?;
     let mut view = JobView::from(submitted.job);
     view.deduplicated = Some(submitted.deduplicated);
-    let status = if submitted.deduplicated {
-        StatusCode::OK
-    } else {
+    view.unique = submitted.unique;
+    // 201 only when this submission created the job.
+    let created =
+        !submitted.deduplicated && submitted.unique.is_none_or(|u| u == UniqueOutcome::New);
+    let status = if created {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, Json(view)))
 }

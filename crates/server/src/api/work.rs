@@ -47,9 +47,7 @@ pub(crate) async fn heartbeat(
     Path(id): Path<String>,
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Answer<Json<HeartbeatResponse>> {
-    let beat = engine
-        .heartbeat(&tenant, job_id(&id)?, request.lease_token)
-        .await?;
+    let beat = engine.heartbeat(&tenant, job_id(&id)?, request).await?;
     Ok(Json(HeartbeatResponse {
         lease_expires_at: beat.expires_at,
         cancel_requested: beat.cancel_requested,

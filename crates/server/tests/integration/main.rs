@@ -6,4 +6,5 @@ mod cluster;
 mod common;
 mod schedules;
 mod sdk;
+mod unique;
 mod workflows;

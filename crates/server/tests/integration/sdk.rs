@@ -214,3 +214,57 @@ async fn a_handler_reads_its_parents_results() {
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn handlers_report_progress_that_the_job_shows() {
+    let server = TestServer::start().await;
+    let client = Client::new(&server.url).unwrap();
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let proceed = go.clone();
+    // The default heartbeat interval (10s) is far longer than this test: the
+    // reports travel because the SDK sends them at once.
+    let worker = Worker::builder(client.clone())
+        .poll_wait(Duration::from_secs(1))
+        .handler_fn("steps", move |ctx| {
+            let proceed = proceed.clone();
+            async move {
+                ctx.progress(50.0, "halfway");
+                proceed.notified().await;
+                ctx.progress(100.0, "done");
+                Outcome::complete()
+            }
+        })
+        .build()
+        .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let id = client.submit(&submit("steps", json!({}))).await.unwrap().id;
+    let mut seen = None;
+    for _ in 0..250 {
+        let job = client.get_job(id).await.unwrap();
+        if job.progress.is_some() {
+            seen = Some(job);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = seen.expect("the progress reached the server");
+    assert_eq!(job.state, JobState::Running);
+    let progress = job.progress.unwrap();
+    assert_eq!(progress.percent, Some(50.0));
+    assert_eq!(progress.message.as_deref(), Some("halfway"));
+
+    go.notify_one();
+    let done = wait_for(&client, id, JobState::Succeeded).await;
+    let progress = done.progress.expect("kept after the job ends");
+    assert_eq!(
+        (progress.percent, progress.message.as_deref()),
+        (Some(100.0), Some("done")),
+        "a report made just before the end is stored before the outcome"
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    server.stop().await;
+}

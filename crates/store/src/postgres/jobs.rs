@@ -31,21 +31,22 @@ use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::{PgExecutor, PgPool};
 use taskwheel_core::lifecycle::{self, CancelEffect, FailureCause, FailureVerdict};
 use taskwheel_core::time::add;
+use taskwheel_core::unique::{Resolution, UniqueOutcome};
 use taskwheel_core::{
-    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, RetryPolicy, RunningLease,
+    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Progress, RetryPolicy, RunningLease,
 };
 use uuid::Uuid;
 
 use super::cluster::Shards;
-use super::error::Res;
+use super::error::{Res, is_unique_violation};
 use super::rows::{
     self, At, JOB_COLUMN_COUNT, Running, int, job_columns, running_columns, to_millis,
 };
 use super::tx::Tx;
 use super::workflows;
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Released, Result,
-    StoreError, Submitted, Woken,
+    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef,
+    Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
 };
 
 /// Promotion and reaping work in slices of this many jobs per statement.
@@ -61,36 +62,103 @@ impl Running {
     }
 }
 
+/// How often a unique submission tries again when the job that held its key
+/// left its unique states between the insert and the look-up.
+const UNIQUE_TRIES: u32 = 5;
+
 pub(super) async fn submit(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Submitted> {
-    let key = job.idempotency_key.clone();
-    let tenant = job.tenant.clone();
-    if let Some(job) = insert_job(tx, job, now).await? {
-        return Ok(Submitted {
-            job,
-            deduplicated: false,
-        });
-    }
-    // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key
-    // to commit; this statement's fresh snapshot sees the winner.
-    if let Some(key) = key {
-        let existing = query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
-        ))
-        .bind(&tenant)
-        .bind(&key)
-        .fetch_optional(tx.conn())
-        .await?;
-        if let Some(row) = existing {
+    for _ in 0..UNIQUE_TRIES {
+        let unique = job.unique.as_ref().map(|_| UniqueOutcome::New);
+        if let Some(inserted) = insert_job(tx, job.clone(), now).await? {
             return Ok(Submitted {
-                job: rows::job(&row)?,
-                deduplicated: true,
+                job: inserted,
+                deduplicated: false,
+                unique,
             });
         }
+        // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key
+        // to commit; this statement's fresh snapshot sees the winner.
+        if let Some(key) = &job.idempotency_key {
+            let existing = query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
+            ))
+            .bind(&job.tenant)
+            .bind(key)
+            .fetch_optional(tx.conn())
+            .await?;
+            if let Some(row) = existing {
+                return Ok(Submitted {
+                    job: rows::job(&row)?,
+                    deduplicated: true,
+                    unique: None,
+                });
+            }
+        }
+        let Some(unique) = &job.unique else {
+            break;
+        };
+        // Lock the holder: a concurrent lease, replace or completion waits,
+        // or has committed and is re-checked against the predicate here.
+        let holder = query(AssertSqlSafe(format!(
+            "SELECT {} FROM jobs WHERE tenant = $1 AND unique_key = $2 AND {HOLDS_UNIQUE_KEY} FOR UPDATE",
+            job_columns!()
+        )))
+        .bind(&job.tenant)
+        .bind(&unique.key)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(holder) = holder else {
+            // The holder just finished (left its states): insert again.
+            continue;
+        };
+        let holder = rows::job(&holder)?;
+        return match taskwheel_core::unique::on_conflict(unique.on_conflict, holder.state) {
+            Resolution::Keep => Ok(Submitted {
+                job: holder,
+                deduplicated: false,
+                unique: Some(UniqueOutcome::Deduplicated),
+            }),
+            Resolution::Overwrite => Ok(Submitted {
+                job: overwrite(tx, holder.id, &job, now).await?,
+                deduplicated: false,
+                unique: Some(UniqueOutcome::Replaced),
+            }),
+        };
     }
     // Fresh v7 ids do not collide, and a submitted job has no schedule tick.
     Err(StoreError::Backend("a submitted job collided on insert".into()).into())
+}
+
+/// Overwrites the pending job `id` (locked by the caller) with the submission
+/// `job` (replace and debounce): it keeps its id, key and attempt history
+/// and gets a fresh budget.
+async fn overwrite(tx: &mut Tx, id: JobId, job: &NewJob, now: Timestamp) -> Res<Job> {
+    let state = job.initial_state(now);
+    query(
+        "UPDATE jobs SET queue = $2, kind = $3, payload = $4, priority = $5, state = $6, run_at = $7, \
+         updated_at = $8, timeout_ms = $9, retry = $10, tags = $11, unique_states = $12, attempt = 0 \
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(&job.queue)
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(i16::from(job.priority.get()))
+    .bind(state.as_str())
+    .bind(At(job.run_at))
+    .bind(At(now))
+    .bind(job.timeout.map(to_millis))
+    .bind(serde_json::to_value(&job.retry)?)
+    .bind(serde_json::to_value(&job.tags)?)
+    .bind(job.unique.as_ref().map(|u| i32::from(u.states.bits())))
+    .execute(tx.conn())
+    .await?;
+    if state == JobState::Available {
+        tx.wake(&job.tenant, &job.queue);
+    }
+    load_job(tx, &job.tenant, id, false).await
 }
 
 /// Inserts a job; `None` when it collides with an existing one on a unique
@@ -103,8 +171,8 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     let inserted = query(
         "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
          updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
-         depends_on, on_parent_failure, workflow_id, workflow_job) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
          ON CONFLICT DO NOTHING",
     )
     .bind(job.id.0)
@@ -127,6 +195,8 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     .bind(has_parents.then_some(job.on_parent_failure.as_str()))
     .bind(job.workflow.as_ref().map(|(id, _)| id.0))
     .bind(job.workflow.as_ref().map(|(_, name)| name.as_str()))
+    .bind(job.unique.as_ref().map(|u| u.key.as_str()))
+    .bind(job.unique.as_ref().map(|u| i32::from(u.states.bits())))
     .execute(tx.conn())
     .await?
     .rows_affected();
@@ -161,6 +231,8 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
         attempt: 0,
         cancel_requested: false,
         lease: None,
+        unique_key: job.unique.map(|u| u.key),
+        progress: None,
         attempts: Vec::new(),
     }))
 }
@@ -313,6 +385,7 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
         job.state = JobState::Running;
         job.attempt += 1;
         job.updated_at = now;
+        job.progress = None;
         let (token, expires_at) = (lease.token, lease.expires_at);
         job.lease = Some(lease);
         leased.push(LeasedJob {
@@ -324,7 +397,8 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
     query(
         "UPDATE jobs AS j SET state = 'running', attempt = j.attempt + 1, \
          attempts_total = j.attempts_total + 1, lease_token = u.token, worker = $5, started_at = $6, \
-         lease_expires_at = u.expires_at, deadline = u.deadline, lease_ms = $7, updated_at = $6 \
+         lease_expires_at = u.expires_at, deadline = u.deadline, lease_ms = $7, updated_at = $6, \
+         progress_percent = NULL, progress_message = NULL, progress_at = NULL \
          FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
          AS u(id, token, expires_at, deadline) WHERE j.id = u.id",
     )
@@ -387,16 +461,34 @@ pub(super) async fn heartbeat(
     tenant: &str,
     id: JobId,
     token: LeaseToken,
+    progress: Option<Progress>,
     now: Timestamp,
 ) -> Res<Heartbeat> {
     let running = load_running(tx, tenant, id, token).await?;
     let lease = running.check(token)?;
     let expires_at = lifecycle::lease_expiry(now, lease.duration, lease.deadline);
-    query("UPDATE jobs SET lease_expires_at = $2 WHERE id = $1")
-        .bind(id.0)
-        .bind(At(expires_at))
-        .execute(tx.conn())
-        .await?;
+    match progress {
+        None => {
+            query("UPDATE jobs SET lease_expires_at = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(At(expires_at))
+                .execute(tx.conn())
+                .await?;
+        }
+        Some(p) => {
+            query(
+                "UPDATE jobs SET lease_expires_at = $2, progress_percent = $3, progress_message = $4, \
+                 progress_at = $5 WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(At(expires_at))
+            .bind(p.percent)
+            .bind(p.message)
+            .bind(At(p.updated_at))
+            .execute(tx.conn())
+            .await?;
+        }
+    }
     Ok(Heartbeat {
         expires_at,
         cancel_requested: running.cancel_requested,
@@ -681,7 +773,14 @@ pub(super) async fn rerun(tx: &mut Tx, tenant: &str, id: JobId, now: Timestamp) 
     .bind(id.0)
     .bind(At(now))
     .execute(tx.conn())
-    .await?;
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "jobs_unique") {
+            StoreError::Conflict(UNIQUE_TAKEN.into()).into()
+        } else {
+            super::error::Fault::from(e)
+        }
+    })?;
     tx.wake(&job.tenant, &job.queue);
     load_job(tx, tenant, id, false).await
 }

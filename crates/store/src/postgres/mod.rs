@@ -53,7 +53,7 @@ use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
-use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
+use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::{
@@ -311,9 +311,17 @@ impl Store for PgStore {
         tenant: &str,
         id: JobId,
         token: LeaseToken,
+        progress: Option<Progress>,
         now: Timestamp,
     ) -> Result<Heartbeat> {
-        transaction!(self, |tx| jobs::heartbeat(tx, tenant, id, token, now))
+        transaction!(self, |tx| jobs::heartbeat(
+            tx,
+            tenant,
+            id,
+            token,
+            progress.clone(),
+            now
+        ))
     }
 
     async fn complete(

@@ -16,7 +16,7 @@ use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::{from_micros, to_micros};
 use taskwheel_core::workflow::WorkflowId;
 use taskwheel_core::{
-    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, RunningLease,
+    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, Progress, RunningLease,
 };
 use uuid::Uuid;
 
@@ -79,13 +79,14 @@ macro_rules! job_columns {
         "id, tenant, queue, kind, payload, priority, state, run_at, created_at, updated_at, \
          finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
          lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
-         depends_on, on_parent_failure, workflow_id, workflow_job"
+         depends_on, on_parent_failure, workflow_id, workflow_job, \
+         unique_key, progress_percent, progress_message, progress_at"
     };
 }
 pub(super) use job_columns;
 
 /// How many columns [`job_columns`] lists (a join's next columns start here).
-pub(super) const JOB_COLUMN_COUNT: usize = 29;
+pub(super) const JOB_COLUMN_COUNT: usize = 33;
 
 /// The columns a transition of a running job needs (no payload), in the
 /// order [`running`] reads them.
@@ -142,6 +143,16 @@ pub(super) fn job(row: &PgRow) -> Res<Job> {
             (Some(id), Some(name)) => Some((WorkflowId(id), name)),
             _ => None,
         },
+        unique_key: row.try_get(29)?,
+        progress: instant(row, 32)?
+            .map(|at| -> Res<Progress> {
+                Ok(Progress {
+                    percent: row.try_get(30)?,
+                    message: row.try_get(31)?,
+                    updated_at: at,
+                })
+            })
+            .transpose()?,
         attempts: Vec::new(),
     })
 }

@@ -136,6 +136,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX workflows_idempotency ON workflows (tenant, idempotency_key)
         WHERE idempotency_key IS NOT NULL;
     "#,
+    // 4: unique jobs and progress reports (SQLite's migration 4).
+    r#"
+    ALTER TABLE jobs ADD COLUMN unique_key text;            -- 64 hex digits, tenant-free (taskwheel_core::unique)
+    ALTER TABLE jobs ADD COLUMN unique_states integer;      -- StateSet bitmask: the states the job holds its key in
+    ALTER TABLE jobs ADD COLUMN progress_percent double precision;
+    ALTER TABLE jobs ADD COLUMN progress_message text;
+    ALTER TABLE jobs ADD COLUMN progress_at timestamptz;
+    -- At most one job per (tenant, key) among the jobs whose state is in their
+    -- own unique_states. The CASE is StateSet::bit; the store's queries repeat
+    -- this predicate verbatim (HOLDS_UNIQUE_KEY) so the index serves them.
+    CREATE UNIQUE INDEX jobs_unique ON jobs (tenant, unique_key)
+        WHERE unique_key IS NOT NULL AND (unique_states & CASE state WHEN 'scheduled' THEN 1
+            WHEN 'available' THEN 2 WHEN 'running' THEN 4 WHEN 'succeeded' THEN 8
+            WHEN 'failed' THEN 16 WHEN 'cancelled' THEN 32 WHEN 'blocked' THEN 64
+            WHEN 'skipped' THEN 128 ELSE 0 END) <> 0;
+    "#,
 ];
 
 /// The schema version a fully migrated database is at.

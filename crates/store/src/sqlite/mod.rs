@@ -23,7 +23,7 @@ use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
-use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob};
+use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 
 use crate::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Released, Result, ScheduleKey,
@@ -121,11 +121,12 @@ impl Store for SqliteStore {
         tenant: &str,
         id: JobId,
         token: LeaseToken,
+        progress: Option<Progress>,
         now: Timestamp,
     ) -> Result<Heartbeat> {
         let tenant = tenant.to_string();
         self.writer
-            .write(move |c| ops::heartbeat(c, &tenant, id, token, now))
+            .write(move |c| ops::heartbeat(c, &tenant, id, token, progress, now))
             .await
     }
 

@@ -9,21 +9,24 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use taskwheel_core::lifecycle::{self, CancelEffect, FailureCause, FailureVerdict};
 use taskwheel_core::time::{add, from_micros, to_micros};
+use taskwheel_core::unique::{self, Resolution, UniqueOutcome};
 use taskwheel_core::{
-    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, RetryPolicy, RunningLease,
+    AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Progress, RetryPolicy, RunningLease,
 };
 
 use super::rows::{self, JOB_COLUMNS, to_millis};
 use super::workflows;
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef, Released, Result,
-    StoreError, Submitted, Woken,
+    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef,
+    Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
 };
 
 /// Reaping and promotion work in slices of this many jobs per statement.
 const SLICE: usize = 1000;
 
 pub(super) fn submit(conn: &Connection, job: NewJob, now: Timestamp) -> Result<Submitted> {
+    // The writer runs one operation at a time, so looking before inserting
+    // is race-free here; the unique indexes still back every rule.
     if let Some(key) = &job.idempotency_key {
         let existing = conn
             .prepare_cached(&format!(
@@ -36,13 +39,64 @@ pub(super) fn submit(conn: &Connection, job: NewJob, now: Timestamp) -> Result<S
             return Ok(Submitted {
                 job,
                 deduplicated: true,
+                unique: None,
             });
         }
     }
+    if let Some(unique) = &job.unique {
+        let holder = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 AND unique_key = ?2 AND {HOLDS_UNIQUE_KEY}"
+            ))?
+            .query_row(params![job.tenant, unique.key], |row| Ok(rows::job(row)))
+            .optional()?
+            .transpose()?;
+        if let Some(holder) = holder {
+            return match unique::on_conflict(unique.on_conflict, holder.state) {
+                Resolution::Keep => Ok(Submitted {
+                    job: holder,
+                    deduplicated: false,
+                    unique: Some(UniqueOutcome::Deduplicated),
+                }),
+                Resolution::Overwrite => Ok(Submitted {
+                    job: overwrite(conn, holder.id, &job, now)?,
+                    deduplicated: false,
+                    unique: Some(UniqueOutcome::Replaced),
+                }),
+            };
+        }
+    }
+    let unique = job.unique.as_ref().map(|_| UniqueOutcome::New);
     insert_job(conn, job, now).map(|job| Submitted {
         job: job.expect("only a scheduled job can collide on its tick"),
         deduplicated: false,
+        unique,
     })
+}
+
+/// Overwrites the pending job `id` with the submission `job` (replace and
+/// debounce): it keeps its id, key and attempt history and gets a fresh budget.
+fn overwrite(conn: &Connection, id: JobId, job: &NewJob, now: Timestamp) -> Result<Job> {
+    conn.prepare_cached(
+        "UPDATE jobs SET queue = ?2, kind = ?3, payload = ?4, priority = ?5, state = ?6, run_at = ?7, \
+         updated_at = ?8, timeout_ms = ?9, retry = ?10, tags = ?11, unique_states = ?12, attempt = 0 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.0,
+        job.queue,
+        job.kind,
+        serde_json::to_string(&job.payload)?,
+        job.priority.get(),
+        job.initial_state(now).as_str(),
+        to_micros(job.run_at),
+        to_micros(now),
+        job.timeout.map(to_millis),
+        serde_json::to_string(&job.retry)?,
+        serde_json::to_string(&job.tags)?,
+        job.unique.as_ref().map(|u| u.states.bits()),
+    ])?;
+    load_job(conn, &job.tenant, id)
 }
 
 /// Inserts a job; `None` when a job for the same (schedule, tick) already exists.
@@ -55,8 +109,8 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
              updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
-             depends_on, on_parent_failure, workflow_id, workflow_job) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
         )?
         .execute(params![
             job.id.0,
@@ -81,13 +135,15 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
             has_parents.then_some(job.on_parent_failure.as_str()),
             job.workflow.as_ref().map(|(id, _)| id.0),
             job.workflow.as_ref().map(|(_, name)| name.as_str()),
+            job.unique.as_ref().map(|u| u.key.as_str()),
+            job.unique.as_ref().map(|u| u.states.bits()),
         ])?;
     if inserted == 0 {
         if job.schedule.is_some() {
             return Ok(None);
         }
         // OR IGNORE hid a collision no unscheduled job can have (ids are fresh v7s,
-        // idempotency keys were checked above in this transaction).
+        // idempotency and unique keys were checked above in this transaction).
         return Err(StoreError::Backend(format!(
             "job {} collided on insert",
             job.id
@@ -118,6 +174,8 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
         attempt: 0,
         cancel_requested: false,
         lease: None,
+        unique_key: job.unique.map(|u| u.key),
+        progress: None,
         attempts: Vec::new(),
     }))
 }
@@ -195,7 +253,7 @@ pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Resul
     let mut update = conn.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_total = attempts_total + 1, \
          lease_token = ?2, worker = ?3, started_at = ?4, lease_expires_at = ?5, deadline = ?6, lease_ms = ?7, \
-         updated_at = ?4 WHERE id = ?1",
+         updated_at = ?4, progress_percent = NULL, progress_message = NULL, progress_at = NULL WHERE id = ?1",
     )?;
     let mut leased = Vec::with_capacity(candidates.len());
     for mut job in candidates {
@@ -220,6 +278,7 @@ pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Resul
         job.state = JobState::Running;
         job.attempt += 1;
         job.updated_at = now;
+        job.progress = None;
         let (token, expires_at) = (lease.token, lease.expires_at);
         job.lease = Some(lease);
         leased.push(LeasedJob {
@@ -281,6 +340,7 @@ pub(super) fn heartbeat(
     tenant: &str,
     id: JobId,
     token: LeaseToken,
+    progress: Option<Progress>,
     now: Timestamp,
 ) -> Result<Heartbeat> {
     let running = load_running(conn, tenant, id)?;
@@ -288,6 +348,12 @@ pub(super) fn heartbeat(
     let expires_at = lifecycle::lease_expiry(now, lease.duration, lease.deadline);
     conn.prepare_cached("UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1")?
         .execute(params![id.0, to_micros(expires_at)])?;
+    if let Some(p) = progress {
+        conn.prepare_cached(
+            "UPDATE jobs SET progress_percent = ?2, progress_message = ?3, progress_at = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id.0, p.percent, p.message, to_micros(p.updated_at)])?;
+    }
     Ok(Heartbeat {
         expires_at,
         cancel_requested: running.cancel_requested,
@@ -530,7 +596,12 @@ pub(super) fn rerun(conn: &Connection, tenant: &str, id: JobId, now: Timestamp) 
         "UPDATE jobs SET state = 'available', run_at = ?2, updated_at = ?2, finished_at = NULL, attempt = 0, \
          cancel_requested = 0 WHERE id = ?1",
     )?
-    .execute(params![id.0, to_micros(now)])?;
+    .execute(params![id.0, to_micros(now)])
+    .map_err(|e| match e.sqlite_error_code() {
+        // Only `jobs_unique` can refuse this: another job took the key meanwhile.
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(UNIQUE_TAKEN.into()),
+        _ => e.into(),
+    })?;
     load_job(conn, tenant, id)
 }
 

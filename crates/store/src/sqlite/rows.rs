@@ -7,7 +7,8 @@ use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::from_micros;
 use taskwheel_core::workflow::WorkflowId;
 use taskwheel_core::{
-    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, RetryPolicy, RunningLease,
+    Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, Progress, RetryPolicy,
+    RunningLease,
 };
 use uuid::Uuid;
 
@@ -17,7 +18,8 @@ use crate::{Result, StoreError};
 pub(super) const JOB_COLUMNS: &str = "id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
      updated_at, finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
      lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
-     depends_on, on_parent_failure, workflow_id, workflow_job";
+     depends_on, on_parent_failure, workflow_id, workflow_job, \
+     unique_key, progress_percent, progress_message, progress_at";
 
 pub(super) fn job(row: &Row<'_>) -> Result<Job> {
     let state: String = row.get(6)?;
@@ -63,6 +65,17 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job> {
             (Some(id), Some(name)) => Some((WorkflowId(id), name)),
             _ => None,
         },
+        unique_key: row.get(29)?,
+        progress: row
+            .get::<_, Option<i64>>(32)?
+            .map(|at| -> rusqlite::Result<Progress> {
+                Ok(Progress {
+                    percent: row.get(30)?,
+                    message: row.get(31)?,
+                    updated_at: from_micros(at),
+                })
+            })
+            .transpose()?,
         attempts: Vec::new(),
     })
 }
