@@ -484,6 +484,11 @@ impl WorkflowView {
     }
 }
 
+/// Sorts a job's parents into the order its `depends_on` lists them.
+pub fn in_listed_order(depends_on: &[JobId], parents: &mut [ParentResult]) {
+    parents.sort_by_key(|p| depends_on.iter().position(|id| *id == p.id));
+}
+
 /// A parent of a leased job, so the child can read what its parents produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParentResult {

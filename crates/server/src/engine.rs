@@ -6,14 +6,13 @@
 //! Memory holds only caches (waiters, the next timer instant); the store is
 //! the truth, and everything here is rebuilt from it on start.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
-use taskwheel_core::workflow::{ParentResult, SubmitWorkflow, WorkflowId};
+use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
 use taskwheel_store::{
     Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeStatus, QueueRef,
@@ -174,35 +173,7 @@ impl Engine {
 
     /// Leases jobs, long-polling up to `wait` when none are available. Jobs
     /// with parents come with their parents' outcomes and results.
-    pub async fn lease(
-        &self,
-        tenant: &str,
-        request: LeaseRequest,
-    ) -> Result<Vec<(LeasedJob, Vec<ParentResult>)>> {
-        let leased = self.lease_jobs(tenant, request).await?;
-        let children: Vec<JobId> = leased
-            .iter()
-            .filter(|l| !l.job.depends_on.is_empty())
-            .map(|l| l.job.id)
-            .collect();
-        let mut parents: HashMap<JobId, Vec<ParentResult>> = HashMap::new();
-        if !children.is_empty() {
-            for (child, parent) in self.store.parent_results(tenant, &children).await? {
-                parents.entry(child).or_default().push(parent);
-            }
-        }
-        Ok(leased
-            .into_iter()
-            .map(|l| {
-                let mut mine = parents.remove(&l.job.id).unwrap_or_default();
-                // In the order the job lists them.
-                mine.sort_by_key(|p| l.job.depends_on.iter().position(|id| *id == p.id));
-                (l, mine)
-            })
-            .collect())
-    }
-
-    async fn lease_jobs(&self, tenant: &str, request: LeaseRequest) -> Result<Vec<LeasedJob>> {
+    pub async fn lease(&self, tenant: &str, request: LeaseRequest) -> Result<Vec<LeasedJob>> {
         request.validate()?;
         let wait = request.wait.map(|w| w.0).unwrap_or(Duration::ZERO);
         let give_up = tokio::time::Instant::now() + wait;

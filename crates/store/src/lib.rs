@@ -89,6 +89,9 @@ pub struct LeasedJob {
     pub job: Job,
     pub token: LeaseToken,
     pub expires_at: Timestamp,
+    /// For a job with parents: how each ended and its result, in
+    /// `depends_on` order (read in the lease's own transaction).
+    pub parents: Vec<ParentResult>,
 }
 
 /// A heartbeat's answer.
@@ -256,19 +259,13 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<(WorkflowSubmitted, Vec<Released>)>;
 
-    /// The parents of each of `children`, with their states and results.
-    async fn parent_results(
-        &self,
-        tenant: &str,
-        children: &[JobId],
-    ) -> Result<Vec<(JobId, ParentResult)>>;
-
     /// A job with its finished attempts.
     async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job>;
 
     async fn list_jobs(&self, tenant: &str, filter: &JobFilter) -> Result<Vec<Job>>;
 
-    /// Leases up to `max` available jobs: highest priority first, then earliest due, then oldest.
+    /// Leases up to `max` available jobs: highest priority first, then
+    /// earliest due, then oldest. Jobs with parents come with their parents' results.
     async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>>;
 
     /// Extends the lease; `progress`, when given, replaces the job's stored progress.

@@ -31,11 +31,11 @@ pub(crate) async fn lease(
     let leased = engine.lease(&tenant, request).await?;
     let jobs = leased
         .into_iter()
-        .map(|(l, parents)| LeasedJob {
+        .map(|l| LeasedJob {
             lease_token: l.token,
             lease_expires_at: l.expires_at,
             job: JobView::from(l.job),
-            parents,
+            parents: l.parents,
         })
         .collect();
     Ok(Json(LeaseResponse { jobs }))

@@ -392,6 +392,7 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
             job,
             token,
             expires_at,
+            parents: Vec::new(),
         });
     }
     query(
@@ -411,6 +412,7 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
     .bind(to_millis(p.lease))
     .execute(tx.conn())
     .await?;
+    workflows::add_parent_results(tx, &p.tenant, &mut leased).await?;
     Ok(leased)
 }
 

@@ -52,7 +52,7 @@ use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
-use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
+use taskwheel_core::workflow::{NewWorkflow, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 use tokio::sync::{Mutex, broadcast};
 
@@ -397,14 +397,6 @@ impl Store for PgStore {
         now: Timestamp,
     ) -> Result<(WorkflowSubmitted, Vec<Released>)> {
         transaction!(self, |tx| workflows::cancel_workflow(tx, tenant, id, now))
-    }
-
-    async fn parent_results(
-        &self,
-        tenant: &str,
-        children: &[JobId],
-    ) -> Result<Vec<(JobId, ParentResult)>> {
-        read!(self, |db| workflows::parent_results(db, tenant, children))
     }
 
     async fn rerun(&self, tenant: &str, id: JobId, now: Timestamp) -> Result<Job> {

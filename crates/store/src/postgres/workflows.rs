@@ -15,10 +15,9 @@ use jiff::Timestamp;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
 use sqlx_core::sql_str::AssertSqlSafe;
-use sqlx_postgres::PgPool;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::workflow::{
-    NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord,
+    NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord, in_listed_order,
 };
 use taskwheel_core::{FieldError, JobId, JobState, NewJob};
 use uuid::Uuid;
@@ -27,7 +26,7 @@ use super::error::Res;
 use super::jobs;
 use super::rows::{self, At, job_columns};
 use super::tx::Tx;
-use crate::{Released, StoreError, WorkflowSubmitted};
+use crate::{LeasedJob, Released, StoreError, WorkflowSubmitted};
 
 /// The state a new job starts in: from its parents when it has some (every
 /// one must exist in the tenant; they are locked `FOR SHARE` until commit),
@@ -329,12 +328,21 @@ pub(super) async fn cancel_workflow(
     Ok((load(tx, tenant, id).await?, released))
 }
 
-pub(super) async fn parent_results(
-    pool: &PgPool,
+/// Fills in the parents' outcomes and results of leased jobs that have
+/// parents, in one statement for the whole batch.
+pub(super) async fn add_parent_results(
+    tx: &mut Tx,
     tenant: &str,
-    children: &[JobId],
-) -> Res<Vec<(JobId, ParentResult)>> {
-    let children: Vec<Uuid> = children.iter().map(|id| id.0).collect();
+    leased: &mut [LeasedJob],
+) -> Res<()> {
+    let children: Vec<Uuid> = leased
+        .iter()
+        .filter(|l| !l.job.depends_on.is_empty())
+        .map(|l| l.job.id.0)
+        .collect();
+    if children.is_empty() {
+        return Ok(());
+    }
     let found = query(
         "SELECT d.child_id, p.id, p.workflow_job, p.state, \
          (SELECT a.result FROM attempts a WHERE a.job_id = p.id AND a.outcome = 'succeeded' \
@@ -343,20 +351,25 @@ pub(super) async fn parent_results(
     )
     .bind(&children)
     .bind(tenant)
-    .fetch_all(pool)
+    .fetch_all(tx.conn())
     .await?;
-    found
-        .iter()
-        .map(|row| {
-            Ok((
-                JobId(row.try_get(0)?),
-                ParentResult {
-                    id: JobId(row.try_get(1)?),
-                    name: row.try_get(2)?,
-                    state: rows::parse_state(row.try_get(3)?)?,
-                    result: row.try_get(4)?,
-                },
-            ))
-        })
-        .collect()
+    let mut by_child: HashMap<Uuid, Vec<ParentResult>> = HashMap::new();
+    for row in &found {
+        by_child
+            .entry(row.try_get(0)?)
+            .or_default()
+            .push(ParentResult {
+                id: JobId(row.try_get(1)?),
+                name: row.try_get(2)?,
+                state: rows::parse_state(row.try_get(3)?)?,
+                result: row.try_get(4)?,
+            });
+    }
+    for l in leased.iter_mut() {
+        if let Some(parents) = by_child.remove(&l.job.id.0) {
+            l.parents = parents;
+            in_listed_order(&l.job.depends_on, &mut l.parents);
+        }
+    }
+    Ok(())
 }

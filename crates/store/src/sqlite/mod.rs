@@ -22,7 +22,7 @@ use rusqlite::Connection;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
 use taskwheel_core::recurring::ScheduleRecord;
-use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId};
+use taskwheel_core::workflow::{NewWorkflow, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 
 use crate::{
@@ -197,17 +197,6 @@ impl Store for SqliteStore {
         let tenant = tenant.to_string();
         self.writer
             .write(move |c| workflows::cancel_workflow(c, &tenant, id, now))
-            .await
-    }
-
-    async fn parent_results(
-        &self,
-        tenant: &str,
-        children: &[JobId],
-    ) -> Result<Vec<(JobId, ParentResult)>> {
-        let (tenant, children) = (tenant.to_string(), children.to_vec());
-        self.readers
-            .read(move |c| workflows::parent_results(c, &tenant, &children))
             .await
     }
 

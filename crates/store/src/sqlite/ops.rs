@@ -285,8 +285,10 @@ pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Resul
             job,
             token,
             expires_at,
+            parents: Vec::new(),
         });
     }
+    workflows::add_parent_results(conn, &p.tenant, &mut leased)?;
     Ok(leased)
 }
 

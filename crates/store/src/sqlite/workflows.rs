@@ -14,7 +14,8 @@ use taskwheel_core::{FieldError, Job, JobId, JobState, NewJob};
 
 use super::ops;
 use super::rows::{self, JOB_COLUMNS};
-use crate::{Released, Result, StoreError, WorkflowSubmitted};
+use crate::{LeasedJob, Released, Result, StoreError, WorkflowSubmitted};
+use taskwheel_core::workflow::in_listed_order;
 
 /// The state a new job starts in: from its parents when it has some (every
 /// one must exist in the tenant), else from its due time.
@@ -246,33 +247,31 @@ pub(super) fn cancel_workflow(
     Ok((get_workflow(conn, tenant, id)?, released))
 }
 
-pub(super) fn parent_results(
+/// Fills in the parents' outcomes and results of leased jobs that have parents.
+pub(super) fn add_parent_results(
     conn: &Connection,
     tenant: &str,
-    children: &[JobId],
-) -> Result<Vec<(JobId, ParentResult)>> {
+    leased: &mut [LeasedJob],
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.workflow_job, p.state, \
          (SELECT a.result FROM attempts a WHERE a.job_id = p.id AND a.outcome = 'succeeded' \
           ORDER BY a.number DESC LIMIT 1) \
          FROM job_deps d JOIN jobs p ON p.id = d.parent_id WHERE d.child_id = ?1 AND p.tenant = ?2",
     )?;
-    let mut out = Vec::new();
-    for child in children {
-        let mut found = stmt.query(params![child.0, tenant])?;
+    for l in leased.iter_mut().filter(|l| !l.job.depends_on.is_empty()) {
+        let mut found = stmt.query(params![l.job.id.0, tenant])?;
         while let Some(row) = found.next()? {
             let state: String = row.get(2)?;
             let result: Option<String> = row.get(3)?;
-            out.push((
-                *child,
-                ParentResult {
-                    id: JobId(row.get(0)?),
-                    name: row.get(1)?,
-                    state: rows::parse_state(&state)?,
-                    result: result.map(|r| serde_json::from_str(&r)).transpose()?,
-                },
-            ));
+            l.parents.push(ParentResult {
+                id: JobId(row.get(0)?),
+                name: row.get(1)?,
+                state: rows::parse_state(&state)?,
+                result: result.map(|r| serde_json::from_str(&r)).transpose()?,
+            });
         }
+        in_listed_order(&l.job.depends_on, &mut l.parents);
     }
-    Ok(out)
+    Ok(())
 }
