@@ -71,6 +71,9 @@ pub(crate) struct SubmitArgs {
     /// `{"by": ["kind", "payload.customer"], "period": "1h"}` (see docs/API.md).
     #[arg(long, value_parser = parse_unique)]
     unique: Option<Box<UniqueSpec>>,
+    /// Groups the job (say, by customer) for its queue's per-key concurrency limit.
+    #[arg(long)]
+    concurrency_key: Option<String>,
 }
 
 /// Boxed: the spec is large next to the other commands' arguments.
@@ -114,6 +117,7 @@ impl SubmitArgs {
             depends_on: self.depends_on,
             on_parent_failure: self.on_parent_failure,
             unique: self.unique.map(|u| *u),
+            concurrency_key: self.concurrency_key,
         }
     }
 }
@@ -455,6 +459,7 @@ mod tests {
             retry: RetryPolicy::default(),
             idempotency_key: None,
             tags: vec![],
+            concurrency_key: None,
             schedule_id: None,
             fire_time: None,
             depends_on: Vec::new(),

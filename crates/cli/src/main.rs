@@ -5,6 +5,7 @@ mod bench;
 mod cron_cmd;
 mod job_cmd;
 mod output;
+mod queue_cmd;
 mod schedule_cmd;
 mod server_cmd;
 mod worker_cmd;
@@ -52,6 +53,13 @@ enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: workflow_cmd::WorkflowCommand,
+    },
+    /// List queues, pause and resume them, set their concurrency and rate limits.
+    Queue {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: queue_cmd::QueueCommand,
     },
     /// Check cron expressions without a server.
     #[command(subcommand)]
@@ -112,6 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Workflow { remote, command } => {
             workflow_cmd::run(&remote.server, remote.json, command).await
+        }
+        Command::Queue { remote, command } => {
+            queue_cmd::run(&remote.server, remote.json, command).await
         }
     }
 }

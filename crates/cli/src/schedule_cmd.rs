@@ -866,6 +866,7 @@ mod tests {
             retry: RetryPolicy::default(),
             idempotency_key: None,
             tags: vec![],
+            concurrency_key: None,
             schedule_id: None,
             fire_time: None,
             depends_on: Vec::new(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use taskwheel_core::queue::{QueueList, QueuePatch, QueueView};
 use taskwheel_core::recurring::{NextFires, ScheduleList, ScheduleRequest, ScheduleView};
 use taskwheel_core::wire::{
     CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail, FailRequest,
@@ -417,6 +418,29 @@ impl Client {
         self.send_url::<(), _>(Method::GET, url, None, None).await
     }
 
+    /// `GET /api/v1/queues`: every queue with jobs or settings, with its depth and settings.
+    pub async fn list_queues(&self) -> Result<QueueList, ClientError> {
+        self.send::<(), _>(Method::GET, "api/v1/queues", None, None)
+            .await
+    }
+
+    /// `GET /api/v1/queues/{name}`.
+    pub async fn get_queue(&self, name: &str) -> Result<QueueView, ClientError> {
+        let url = self.queue_url(name)?;
+        self.send_url::<(), _>(Method::GET, url, None, None).await
+    }
+
+    /// `PATCH /api/v1/queues/{name}`: pause or resume, set or lift limits
+    /// (fields left `None` stay as they are).
+    pub async fn update_queue(
+        &self,
+        name: &str,
+        patch: &QueuePatch,
+    ) -> Result<QueueView, ClientError> {
+        let url = self.queue_url(name)?;
+        self.send_url(Method::PATCH, url, Some(patch), None).await
+    }
+
     /// `GET /api/v1/stats`: server figures, such as `lateness` (`count`,
     /// `p50_ms`, `p99_ms`, `max_ms`: how late due work was made available).
     /// Untyped, so figures a newer server adds reach the caller as they are.
@@ -451,6 +475,18 @@ impl Client {
             url: format!("{}{path}", self.base),
             reason: e.to_string(),
         })
+    }
+
+    /// `api/v1/queues/{name}`; queue names are plain (`A-Z a-z 0-9 _ - . :`),
+    /// so one that is not is refused before sending.
+    fn queue_url(&self, name: &str) -> Result<Url, ClientError> {
+        taskwheel_core::wire::validate_name("queue", name).map_err(|e| {
+            ClientError::InvalidUrl {
+                url: format!("{}api/v1/queues/{name}", self.base),
+                reason: e.to_string(),
+            }
+        })?;
+        self.url(&format!("api/v1/queues/{name}"))
     }
 
     /// `api/v1/schedules/{key}[/{action}]` with `key` percent-encoded as one

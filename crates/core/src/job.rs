@@ -234,6 +234,8 @@ pub struct NewJob {
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
     pub tags: Vec<String>,
+    /// Groups jobs (say, by customer) for the queue's per-key concurrency limit and fair dispatch.
+    pub concurrency_key: Option<String>,
     /// The schedule and tick that created this job; at most one job per pair.
     pub schedule: Option<(ScheduleId, Timestamp)>,
     /// Jobs that must end before this one may run; empty for most jobs.
@@ -287,6 +289,7 @@ pub struct Job {
     pub retry: RetryPolicy,
     pub idempotency_key: Option<String>,
     pub tags: Vec<String>,
+    pub concurrency_key: Option<String>,
     /// The schedule that created this job, and the tick it belongs to.
     pub schedule_id: Option<ScheduleId>,
     pub fire_time: Option<Timestamp>,

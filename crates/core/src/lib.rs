@@ -15,6 +15,7 @@
 //! - [`lifecycle`]: the state machine; what a failure, an expiry or a cancel turns a job into.
 //! - [`workflow`]: dependencies between jobs (`depends_on`) and workflows: when a child may run, cycle checks.
 //! - [`unique`]: unique jobs: the key a submission computes and what a collision does.
+//! - [`queue`]: per-queue flow control (pause, concurrency, per-key concurrency, rate).
 //! - [`wire`]: request and response bodies of REST API v1, and their validation.
 //! - [`error`]: the public error-code table shared by every API adapter.
 //!
@@ -27,6 +28,7 @@ pub mod error;
 pub mod firing;
 pub mod job;
 pub mod lifecycle;
+pub mod queue;
 pub mod recurring;
 pub mod retry;
 pub mod schedule;

@@ -65,6 +65,9 @@ pub struct SubmitJob {
     /// At most one job per unique key among the jobs in the key's states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique: Option<UniqueSpec>,
+    /// Groups jobs for the queue's `key_concurrency` limit and fair dispatch (e.g. a customer id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
 }
 
 impl SubmitJob {
@@ -110,6 +113,14 @@ impl SubmitJob {
             validate_key("idempotency_key", key)?;
         }
         validate_parents("depends_on", &self.depends_on)?;
+        if let Some(key) = &self.concurrency_key
+            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.contains('\0'))
+        {
+            return Err(FieldError::new(
+                "concurrency_key",
+                format!("must be 1 to {MAX_KEY_LEN} bytes long, without NUL characters"),
+            ));
+        }
         if self.tags.len() > MAX_TAGS {
             return Err(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         }
@@ -153,6 +164,7 @@ impl SubmitJob {
             retry,
             idempotency_key: self.idempotency_key,
             tags: self.tags,
+            concurrency_key: self.concurrency_key,
             schedule: None,
             depends_on: self.depends_on,
             on_parent_failure: self.on_parent_failure.unwrap_or_default(),
@@ -233,6 +245,8 @@ pub struct JobView {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
     /// The schedule that created the job, and the tick (RFC 3339 UTC) it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<ScheduleId>,
@@ -348,6 +362,7 @@ impl From<Job> for JobView {
             retry: j.retry,
             idempotency_key: j.idempotency_key,
             tags: j.tags,
+            concurrency_key: j.concurrency_key,
             schedule_id: j.schedule_id,
             fire_time: j.fire_time,
             on_parent_failure: (!j.depends_on.is_empty()).then_some(j.on_parent_failure),
@@ -706,6 +721,10 @@ mod tests {
                 "idempotency_key",
             ),
             (json!({"kind": "k", "tags": ["ok", ""]}), "tags[1]"),
+            (
+                json!({"kind": "k", "concurrency_key": ""}),
+                "concurrency_key",
+            ),
             (
                 json!({"kind": "k", "payload": {"a": ["x\u{0}y"]}}),
                 "payload",

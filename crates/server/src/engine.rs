@@ -188,7 +188,15 @@ impl Engine {
         loop {
             // Register before looking, so a job that arrives in between still wakes us.
             let registration = self.dispatch.register(tenant, &params.queues);
-            let leased = self.store.lease(params.clone(), self.now()).await?;
+            let leased = self
+                .store
+                .lease_detailed(params.clone(), self.now())
+                .await?;
+            // A rate-limited queue ran dry: the timer pass at its next token wakes its waiters.
+            if let Some(refill) = leased.refill_at {
+                self.timers.arm(refill);
+            }
+            let leased = leased.jobs;
             if let Some(first) = leased.iter().map(|l| l.expires_at).min() {
                 self.timers.arm(first);
             }
@@ -227,6 +235,10 @@ impl Engine {
         let outcomes = self.store.complete(tenant, items, self.now()).await?;
         for moved in outcomes.iter().flatten() {
             self.announce_released(&moved.released);
+            // A limited queue's slot is free: its waiters may get a job now.
+            if moved.freed {
+                self.dispatch.wake(tenant, &moved.queue);
+            }
         }
         Ok(outcomes)
     }
@@ -359,6 +371,9 @@ impl Engine {
     }
 
     fn announce_moved(&self, tenant: &str, moved: &Moved) {
+        if moved.freed {
+            self.dispatch.wake(tenant, &moved.queue);
+        }
         if let Some(run_at) = moved.run_at {
             self.announce(tenant, &moved.queue, moved.state, run_at);
         }

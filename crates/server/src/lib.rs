@@ -7,6 +7,7 @@
 //! - [`engine`]: validation, calls into the store, wake-ups after each change.
 //! - `dispatch`: long-poll waiters per queue, woken when jobs become available.
 //! - `schedules`: the schedule use cases of the engine (create, patch, pause, trigger, next).
+//! - `queues`: queue statistics and flow-control settings (pause, concurrency, rate).
 //! - `cluster`: with a shared database: shard leases for the timer work, and the database clock.
 //! - `timers`: one task sleeping until the next due job, schedule tick or lease expiry.
 //! - `lateness`: how late due work becomes available (a histogram).
@@ -25,6 +26,7 @@ mod cluster;
 mod dispatch;
 pub mod engine;
 mod lateness;
+mod queues;
 mod schedules;
 mod timers;
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::json;
 use taskwheel_core::lifecycle::{FailureCause, TransitionError};
+use taskwheel_core::queue::{QueuePatch, QueueSettings, RateLimit, RatePeriod};
 use taskwheel_core::time::add;
 use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::SubmitJob;
@@ -102,6 +103,12 @@ macro_rules! conformance_tests {
             heartbeat_progress_is_stored_and_kept,
             snoozes_never_use_up_the_attempt_budget,
             a_blocked_job_holds_its_unique_key,
+            paused_queue_leases_nothing_until_resumed,
+            concurrency_caps_running_jobs_of_a_queue,
+            key_concurrency_caps_each_key_without_blocking_others,
+            rate_limit_refills_with_time,
+            fair_dispatch_does_not_starve_a_small_key,
+            queue_stats_count_depth_age_and_throughput,
         );
     };
 }
@@ -1544,4 +1551,297 @@ pub async fn a_blocked_job_holds_its_unique_key(store: Arc<dyn Store>) {
         (Some(UniqueOutcome::Deduplicated), child.id)
     );
     assert_eq!(count_jobs(&store).await, 2);
+}
+
+// ---- Queue flow control ----
+
+async fn set_queue(store: &Arc<dyn Store>, queue: &str, patch: serde_json::Value) -> QueueSettings {
+    let patch: QueuePatch = serde_json::from_value(patch).expect("valid patch");
+    patch
+        .apply_to(QueueSettings::default())
+        .expect("patch validates");
+    store
+        .update_queue("default", queue, patch, t0())
+        .await
+        .expect("update queue")
+}
+
+/// How many jobs one lease of `queues` gets.
+async fn count_leased(store: &Arc<dyn Store>, queues: &[&str], max: u32, now: Timestamp) -> usize {
+    store
+        .lease(params(queues, max), now)
+        .await
+        .expect("lease")
+        .len()
+}
+
+async fn complete_all(store: &Arc<dyn Store>, leased: &[LeasedJob], now: Timestamp) -> Vec<bool> {
+    let items = leased
+        .iter()
+        .map(|l| Completion {
+            id: l.job.id,
+            token: l.token,
+            result: None,
+        })
+        .collect();
+    store
+        .complete("default", items, now)
+        .await
+        .expect("complete")
+        .into_iter()
+        .map(|m| m.expect("completed").freed)
+        .collect()
+}
+
+pub async fn paused_queue_leases_nothing_until_resumed(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.queue_settings("default", "q").await.unwrap(),
+        QueueSettings::default(),
+        "a queue without settings is running and unlimited"
+    );
+    for _ in 0..2 {
+        submit(&store, json!({"kind": "k", "queue": "q"}), t0()).await;
+    }
+    submit(&store, json!({"kind": "k", "queue": "other"}), t0()).await;
+    let paused = set_queue(&store, "q", json!({"paused": true})).await;
+    assert!(paused.paused);
+    assert_eq!(store.queue_settings("default", "q").await.unwrap(), paused);
+    assert_eq!(count_leased(&store, &["q"], 10, t0()).await, 0);
+    let both = store
+        .lease(params(&["q", "other"], 10), t0())
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 1, "other queues are not held up");
+    assert_eq!(both[0].job.queue, "other");
+    set_queue(&store, "q", json!({"paused": false})).await;
+    assert_eq!(count_leased(&store, &["q"], 10, secs(1)).await, 2);
+}
+
+pub async fn concurrency_caps_running_jobs_of_a_queue(store: Arc<dyn Store>) {
+    set_queue(&store, "c", json!({"concurrency": 2})).await;
+    for _ in 0..5 {
+        submit(&store, json!({"kind": "k", "queue": "c"}), t0()).await;
+    }
+    submit(&store, json!({"kind": "k", "queue": "free"}), t0()).await;
+    let first = store.lease(params(&["c", "free"], 10), t0()).await.unwrap();
+    assert_eq!(first.iter().filter(|l| l.job.queue == "c").count(), 2);
+    assert_eq!(first.iter().filter(|l| l.job.queue == "free").count(), 1);
+    assert_eq!(count_leased(&store, &["c"], 10, t0()).await, 0);
+    let (c_jobs, free_jobs): (Vec<LeasedJob>, Vec<LeasedJob>) =
+        first.into_iter().partition(|l| l.job.queue == "c");
+    assert_eq!(complete_all(&store, &free_jobs, secs(1)).await, vec![false]);
+    assert_eq!(
+        complete_all(&store, &c_jobs[..1], secs(1)).await,
+        vec![true],
+        "ending a job of a limited queue frees a slot"
+    );
+    let next = store.lease(params(&["c"], 10), secs(1)).await.unwrap();
+    assert_eq!(next.len(), 1);
+    // A failure that goes back to the queue frees its slot too.
+    let moved = store
+        .fail(
+            "default",
+            next[0].job.id,
+            next[0].token,
+            "x".into(),
+            error_cause(),
+            secs(2),
+        )
+        .await
+        .unwrap();
+    assert!(moved.freed);
+    // Lifting the limit lets the rest run (the failed one waits out its backoff).
+    set_queue(&store, "c", json!({"concurrency": null})).await;
+    assert_eq!(count_leased(&store, &["c"], 10, secs(100)).await, 2);
+}
+
+pub async fn key_concurrency_caps_each_key_without_blocking_others(store: Arc<dyn Store>) {
+    set_queue(&store, "k", json!({"key_concurrency": 1})).await;
+    for key in ["a", "a", "a", "b", "b"] {
+        submit(
+            &store,
+            json!({"kind": "k", "queue": "k", "concurrency_key": key}),
+            t0(),
+        )
+        .await;
+    }
+    submit(&store, json!({"kind": "k", "queue": "k"}), t0()).await;
+    let first = store.lease(params(&["k"], 10), t0()).await.unwrap();
+    let mut keys: Vec<Option<String>> = first
+        .iter()
+        .map(|l| l.job.concurrency_key.clone())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![None, Some("a".into()), Some("b".into())],
+        "one per key; jobs without a key are not limited"
+    );
+    assert_eq!(count_leased(&store, &["k"], 10, t0()).await, 0);
+    let a = first
+        .iter()
+        .find(|l| l.job.concurrency_key.as_deref() == Some("a"))
+        .unwrap();
+    assert_eq!(
+        complete_all(&store, std::slice::from_ref(a), secs(1)).await,
+        vec![true]
+    );
+    let next = store.lease(params(&["k"], 10), secs(1)).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].job.concurrency_key.as_deref(), Some("a"));
+    assert_eq!(
+        store
+            .get_job("default", next[0].job.id)
+            .await
+            .unwrap()
+            .concurrency_key
+            .as_deref(),
+        Some("a"),
+        "the key is stored"
+    );
+}
+
+pub async fn rate_limit_refills_with_time(store: Arc<dyn Store>) {
+    let settings = set_queue(
+        &store,
+        "r",
+        json!({"rate": {"limit": 2, "per": "1s", "burst": 2}}),
+    )
+    .await;
+    assert_eq!(
+        settings.rate,
+        Some(RateLimit {
+            limit: 2,
+            per: RatePeriod::Second,
+            burst: 2
+        })
+    );
+    for _ in 0..10 {
+        submit(&store, json!({"kind": "k", "queue": "r"}), t0()).await;
+    }
+    let burst = store
+        .lease_detailed(params(&["r"], 10), t0())
+        .await
+        .unwrap();
+    assert_eq!(burst.jobs.len(), 2, "the burst");
+    let at = |ms: u64| add(t0(), Duration::from_millis(ms));
+    assert_eq!(burst.refill_at, Some(at(500)), "one token per 500ms");
+    let dry = store
+        .lease_detailed(params(&["r"], 10), at(100))
+        .await
+        .unwrap();
+    assert!(dry.jobs.is_empty());
+    assert_eq!(dry.refill_at, Some(at(500)));
+    let next = store.next_timer().await.unwrap().expect("a timer");
+    assert!(next <= at(500), "the refill is a timer: {next}");
+    // The timer pass at the refill wakes the queue's waiters.
+    let clock: Arc<dyn taskwheel_core::Clock> = Arc::new(taskwheel_core::ManualClock::new(at(500)));
+    let (woken, _) = store.timer_pass(clock, None).await.unwrap();
+    assert!(woken.queues.iter().any(|q| q.queue == "r"), "{woken:?}");
+    assert_eq!(count_leased(&store, &["r"], 10, at(500)).await, 1);
+    assert_eq!(count_leased(&store, &["r"], 10, at(900)).await, 0);
+    // Tokens pile up to the burst, no further.
+    assert_eq!(count_leased(&store, &["r"], 10, at(60_000)).await, 2);
+    set_queue(&store, "r", json!({"rate": null})).await;
+    assert_eq!(count_leased(&store, &["r"], 10, at(60_000)).await, 5);
+}
+
+pub async fn fair_dispatch_does_not_starve_a_small_key(store: Arc<dyn Store>) {
+    const BIG: usize = 10_000;
+    set_queue(&store, "fair", json!({"concurrency": 100_000})).await;
+    let mut batch = tokio::task::JoinSet::new();
+    for i in 0..BIG {
+        let store = Arc::clone(&store);
+        batch.spawn(async move {
+            let job = new_job(
+                json!({"kind": "k", "queue": "fair", "concurrency_key": "big"}),
+                t0(),
+            );
+            store.submit(job, t0()).await.expect("submit");
+        });
+        if batch.len() >= 200 || i + 1 == BIG {
+            while let Some(done) = batch.join_next().await {
+                done.expect("task");
+            }
+        }
+    }
+    let mut small = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let job = submit(
+            &store,
+            json!({"kind": "k", "queue": "fair", "concurrency_key": "small"}),
+            secs(1),
+        )
+        .await;
+        small.insert(job.id);
+    }
+    let urgent = submit(
+        &store,
+        json!({"kind": "k", "queue": "fair", "concurrency_key": "big", "priority": 9}),
+        secs(2),
+    )
+    .await;
+    let first = store.lease(params(&["fair"], 11), secs(3)).await.unwrap();
+    assert_eq!(first[0].job.id, urgent.id, "priorities still come first");
+    let mut leased_small = first.iter().filter(|l| small.contains(&l.job.id)).count();
+    let second = store.lease(params(&["fair"], 11), secs(3)).await.unwrap();
+    leased_small += second.iter().filter(|l| small.contains(&l.job.id)).count();
+    assert_eq!(
+        leased_small, 10,
+        "the small key's 10 jobs are all out within two batches of 11, with 10,000 ahead of them"
+    );
+}
+
+pub async fn queue_stats_count_depth_age_and_throughput(store: Arc<dyn Store>) {
+    for _ in 0..3 {
+        submit(&store, json!({"kind": "k", "queue": "s"}), t0()).await;
+    }
+    submit(
+        &store,
+        json!({"kind": "k", "queue": "s", "delay": "1h"}),
+        t0(),
+    )
+    .await;
+    let leased = store.lease(params(&["s"], 2), secs(10)).await.unwrap();
+    complete_all(&store, &leased[..1], secs(20)).await;
+    set_queue(&store, "idle", json!({"concurrency": 4})).await;
+    let all = store.queue_stats("default", None, secs(30)).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["idle", "s"],
+        "queues with jobs or settings, by name"
+    );
+    let s = &all[1];
+    assert_eq!(
+        (
+            s.depth.scheduled,
+            s.depth.available,
+            s.depth.running,
+            s.depth.succeeded
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(s.oldest_available, Some(t0()));
+    assert_eq!(s.finished_last_minute, 1);
+    assert_eq!(all[0].settings.concurrency, Some(4));
+    let later = store
+        .queue_stats("default", Some("s"), secs(200))
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].finished_last_minute, 0, "a minute later");
+    let none = store
+        .queue_stats("default", Some("nothing"), secs(30))
+        .await
+        .unwrap();
+    assert_eq!(none.len(), 1);
+    assert_eq!(none[0].depth.available, 0);
+    assert!(
+        store
+            .queue_stats("other-tenant", None, secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -37,6 +37,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::queue::{QueuePatch, QueueSettings, QueueStats};
 use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::workflow::{NewWorkflow, ParentResult, WorkflowId, WorkflowRecord};
@@ -94,6 +95,14 @@ pub struct LeasedJob {
     pub parents: Vec<ParentResult>,
 }
 
+/// A lease's jobs, and when a rate-limited queue it found dry gets its next
+/// token (the caller arms a timer for it, so waiting workers are woken then).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leased {
+    pub jobs: Vec<LeasedJob>,
+    pub refill_at: Option<Timestamp>,
+}
+
 /// A heartbeat's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -119,6 +128,9 @@ pub struct Moved {
     pub queue: String,
     /// Dependent jobs this job's end moved out of `blocked`.
     pub released: Vec<Released>,
+    /// The job left `running` in a queue with a concurrency or per-key
+    /// limit: a worker waiting on that queue may get a job now.
+    pub freed: bool,
 }
 
 /// A job that left `blocked` because its parents ended (in the same
@@ -266,7 +278,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `max` available jobs: highest priority first, then
     /// earliest due, then oldest. Jobs with parents come with their parents' results.
-    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>>;
+    ///
+    /// Queues with flow-control settings (see [`Store::update_queue`]) are
+    /// leased under them, atomically: nothing from a paused queue, no more
+    /// running jobs than `concurrency` and (per concurrency key)
+    /// `key_concurrency`, no more starts than the rate's token bucket holds;
+    /// within such a queue, jobs of equal priority are taken round-robin
+    /// across concurrency keys. Unlimited queues are leased first, then
+    /// limited ones with what `max` leaves.
+    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
+        Ok(self.lease_detailed(params, now).await?.jobs)
+    }
+
+    /// [`Store::lease`], also saying when the next rate token of a queue it
+    /// found dry comes in.
+    async fn lease_detailed(&self, params: LeaseParams, now: Timestamp) -> Result<Leased>;
 
     /// Extends the lease; `progress`, when given, replaces the job's stored progress.
     async fn heartbeat(
@@ -377,6 +403,30 @@ pub trait Store: Send + Sync + 'static {
     async fn database_now(&self) -> Result<Option<Timestamp>> {
         Ok(None)
     }
+
+    /// A queue's flow-control settings; the default (running, no limits) when none are stored.
+    async fn queue_settings(&self, tenant: &str, queue: &str) -> Result<QueueSettings>;
+
+    /// Lays `patch` over a queue's settings in one transaction and answers
+    /// the result. A changed rate starts with a full token bucket. The
+    /// caller has validated the patch (`QueuePatch::apply_to`).
+    async fn update_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        patch: QueuePatch,
+        now: Timestamp,
+    ) -> Result<QueueSettings>;
+
+    /// Depth per state, oldest available job, jobs finished in the minute
+    /// before `now`, and settings: of `queue`, or of every queue that has
+    /// jobs or settings (by name).
+    async fn queue_stats(
+        &self,
+        tenant: &str,
+        queue: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<QueueStats>>;
 
     /// Stores a new schedule; a taken name answers [`StoreError::Conflict`].
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord>;

@@ -23,10 +23,11 @@ use serde_json::json;
 use sqlx_core::connection::Connection as _;
 use sqlx_core::sql_str::AssertSqlSafe;
 use sqlx_postgres::PgConnection;
+use taskwheel_core::queue::QueuePatch;
 use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::SubmitJob;
 use taskwheel_core::{JobState, NewJob};
-use taskwheel_store::{JobFilter, LeaseParams, PgConfig, PgStore, QueueRef, Store};
+use taskwheel_store::{Completion, JobFilter, LeaseParams, PgConfig, PgStore, QueueRef, Store};
 use tokio::sync::{OnceCell, broadcast};
 
 const DEFAULT_URL: &str = "postgres://taskwheel:taskwheel@127.0.0.1:5432/taskwheel_test";
@@ -361,6 +362,129 @@ async fn concurrent_leases_never_share_a_job() {
         .await
         .unwrap();
     assert_eq!(running.len(), JOBS);
+}
+
+/// Workers on three nodes lease, "run" and complete the jobs of one limited
+/// queue as fast as they can; the jobs they hold at any instant, counted by
+/// the workers themselves (up on lease, down before complete), never exceed
+/// the queue's concurrency, nor its per-key limit for any key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_hold_across_nodes_leasing_concurrently() {
+    const JOBS: usize = 120;
+    const KEYS: usize = 6;
+    const CONCURRENCY: usize = 4;
+    const PER_KEY: usize = 1;
+    let Some(config) = fresh_config(6).await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Arc::new(connect(&config).await));
+    }
+    let patch: QueuePatch =
+        serde_json::from_value(json!({"concurrency": CONCURRENCY, "key_concurrency": PER_KEY}))
+            .unwrap();
+    nodes[0]
+        .update_queue("default", "lim", patch, t0())
+        .await
+        .unwrap();
+    for i in 0..JOBS {
+        let job = new_job(
+            json!({"kind": "k", "queue": "lim", "concurrency_key": format!("key-{}", i % KEYS)}),
+            t0(),
+        );
+        nodes[i % 3].submit(job, t0()).await.unwrap();
+    }
+    #[derive(Default)]
+    struct Held {
+        total: usize,
+        per_key: std::collections::HashMap<String, usize>,
+        max_total: usize,
+        max_per_key: usize,
+        done: usize,
+    }
+    let held = Arc::new(std::sync::Mutex::new(Held::default()));
+    let workers: Vec<_> = (0..9)
+        .map(|w| {
+            let store = nodes[w % 3].clone();
+            let held = held.clone();
+            tokio::spawn(async move {
+                loop {
+                    if held.lock().unwrap().done >= JOBS {
+                        return;
+                    }
+                    let params = LeaseParams {
+                        tenant: "default".into(),
+                        queues: vec!["lim".into()],
+                        max: 3,
+                        worker: format!("worker-{w}"),
+                        lease: Duration::from_secs(600),
+                    };
+                    let got = store.lease(params, t0()).await.expect("lease");
+                    if got.is_empty() {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    {
+                        let mut h = held.lock().unwrap();
+                        for l in &got {
+                            h.total += 1;
+                            let key = l.job.concurrency_key.clone().unwrap();
+                            let n = h.per_key.entry(key).or_default();
+                            *n += 1;
+                            let n = *n;
+                            h.max_per_key = h.max_per_key.max(n);
+                            h.max_total = h.max_total.max(h.total);
+                        }
+                    }
+                    // "Run" the jobs: let other workers lease meanwhile.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    let mut items = Vec::new();
+                    {
+                        let mut h = held.lock().unwrap();
+                        for l in &got {
+                            h.total -= 1;
+                            *h.per_key
+                                .get_mut(l.job.concurrency_key.as_deref().unwrap())
+                                .unwrap() -= 1;
+                            items.push(Completion {
+                                id: l.job.id,
+                                token: l.token,
+                                result: None,
+                            });
+                        }
+                    }
+                    for outcome in store
+                        .complete("default", items, t0())
+                        .await
+                        .expect("complete")
+                    {
+                        outcome.expect("completed");
+                        held.lock().unwrap().done += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        tokio::time::timeout(Duration::from_secs(120), worker)
+            .await
+            .expect("workers finish")
+            .expect("task");
+    }
+    let h = held.lock().unwrap();
+    assert_eq!(h.done, JOBS);
+    assert!(
+        h.max_total <= CONCURRENCY,
+        "{} running at once",
+        h.max_total
+    );
+    assert!(
+        h.max_per_key <= PER_KEY,
+        "{} of one key at once",
+        h.max_per_key
+    );
+    assert!(h.max_total >= 2, "the workers did run jobs side by side");
 }
 
 /// Waits for a notification of `queue`, skipping other tests' (the channel is database-wide).

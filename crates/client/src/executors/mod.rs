@@ -248,6 +248,7 @@ pub(crate) mod testing {
             retry: RetryPolicy::default(),
             idempotency_key: None,
             tags: Vec::new(),
+            concurrency_key: None,
             schedule_id: None,
             fire_time: None,
             depends_on: Vec::new(),

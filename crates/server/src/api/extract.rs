@@ -50,12 +50,16 @@ fn form_urlencoded(query: &str) -> ::form_urlencoded::Parse<'_> {
     ::form_urlencoded::parse(query.as_bytes())
 }
 
-/// serde names the top level `.`; unknown or missing fields name themselves in the message.
+/// serde names the top level `.`; unknown or missing fields name themselves
+/// in the message. A missing field's path is the object that lacks it, so
+/// the field's name is added to it.
 fn named(path: String, message: String) -> ApiError {
-    let field = if path == "." {
-        field_in_message(&message).unwrap_or("body".into())
-    } else {
-        path
+    let missing = message.starts_with("missing field");
+    let field = match (path.as_str(), field_in_message(&message)) {
+        (".", Some(name)) => name,
+        (".", None) => "body".into(),
+        (object, Some(name)) if missing => format!("{object}.{name}"),
+        _ => path,
     };
     ApiError::field(field, message)
 }

@@ -4,6 +4,7 @@
 mod error;
 mod extract;
 mod jobs;
+mod queues;
 mod schedules;
 mod work;
 mod workflows;
@@ -77,6 +78,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(
             "/api/v1/workflows/{id}",
             get(workflows::get).delete(workflows::cancel),
+        )
+        .route("/api/v1/queues", get(queues::list))
+        .route(
+            "/api/v1/queues/{name}",
+            get(queues::get).patch(queues::patch),
         )
         .route("/api/v1/cluster", get(cluster))
         .route(

@@ -4,6 +4,7 @@
 mod api;
 mod cluster;
 mod common;
+mod queues;
 mod schedules;
 mod sdk;
 mod unique;

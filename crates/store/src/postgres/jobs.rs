@@ -39,14 +39,15 @@ use uuid::Uuid;
 
 use super::cluster::Shards;
 use super::error::{Res, is_unique_violation};
+use super::queues;
 use super::rows::{
     self, At, JOB_COLUMN_COUNT, Running, int, job_columns, running_columns, to_millis,
 };
 use super::tx::Tx;
 use super::workflows;
 use crate::{
-    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef,
-    Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
+    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, Leased, LeasedJob, Moved,
+    QueueRef, Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
 };
 
 /// Promotion and reaping work in slices of this many jobs per statement.
@@ -171,8 +172,9 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     let inserted = query(
         "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
          updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
-         depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
+         depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states, \
+         concurrency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
          ON CONFLICT DO NOTHING",
     )
     .bind(job.id.0)
@@ -197,6 +199,7 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     .bind(job.workflow.as_ref().map(|(_, name)| name.as_str()))
     .bind(job.unique.as_ref().map(|u| u.key.as_str()))
     .bind(job.unique.as_ref().map(|u| i32::from(u.states.bits())))
+    .bind(&job.concurrency_key)
     .execute(tx.conn())
     .await?
     .rows_affected();
@@ -223,6 +226,7 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
         retry: job.retry,
         idempotency_key: job.idempotency_key,
         tags: job.tags,
+        concurrency_key: job.concurrency_key,
         schedule_id: job.schedule.map(|(id, _)| id),
         fire_time: job.schedule.map(|(_, tick)| tick),
         depends_on: job.depends_on,
@@ -327,22 +331,26 @@ pub(super) async fn list_jobs(pool: &PgPool, tenant: &str, filter: &JobFilter) -
     found.iter().map(rows::job).collect()
 }
 
-pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<Vec<LeasedJob>> {
+pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<Leased> {
     if p.max == 0 || p.queues.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Leased::default());
     }
-    // Lock first, then update by id: a plain `UPDATE ... WHERE id IN (SELECT
-    // ... LIMIT n)` does not lock its subquery and can claim a row twice.
-    // One queue (the common case) walks `jobs_available` in dispatch order
-    // and stops after `max` rows; several queues have no single index order,
-    // so PostgreSQL sorts their available rows (exact, but its cost grows
-    // with their backlog).
+    // Unlimited queues first, lock-free. Lock first, then update by id: a
+    // plain `UPDATE ... WHERE id IN (SELECT ... LIMIT n)` does not lock its
+    // subquery and can claim a row twice. One queue (the common case) walks
+    // `jobs_available` in dispatch order and stops after `max` rows; several
+    // queues have no single index order, so PostgreSQL sorts their available
+    // rows (exact, but its cost grows with their backlog). Limited queues are
+    // left out by a one-time check of their settings (an InitPlan, not a
+    // per-row lookup).
     let candidates = if let [queue] = p.queues.as_slice() {
         query(concat!(
             "SELECT ",
             job_columns!(),
             " FROM jobs WHERE tenant = $1 AND state = 'available' AND queue = $2 \
-             ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+             AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE tenant = $1 AND queue = $2 AND ",
+            queues::limited_condition!(),
+            ") ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE OF jobs SKIP LOCKED"
         ))
         .bind(&p.tenant)
         .bind(queue)
@@ -354,7 +362,10 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
             "SELECT ",
             job_columns!(),
             " FROM jobs WHERE tenant = $1 AND state = 'available' AND queue = ANY($2) \
-             ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+             AND queue <> ALL(ARRAY(SELECT queue FROM queue_settings WHERE tenant = $1 \
+             AND queue = ANY($2) AND ",
+            queues::limited_condition!(),
+            ")) ORDER BY priority DESC, run_at, id LIMIT $3 FOR UPDATE OF jobs SKIP LOCKED"
         ))
         .bind(&p.tenant)
         .bind(&p.queues)
@@ -362,13 +373,44 @@ pub(super) async fn lease(tx: &mut Tx, p: &LeaseParams, now: Timestamp) -> Res<V
         .fetch_all(tx.conn())
         .await?
     };
+    let candidates = candidates.iter().map(rows::job).collect::<Res<Vec<_>>>()?;
+    let mut leased = claim(tx, p, candidates, now).await?;
+    let mut refill_at: Option<Timestamp> = None;
+    if leased.len() < p.max as usize {
+        // Short of `max`: limited queues, under their locked settings rows.
+        // The jobs above are claimed already, so they count as running here.
+        let limited = queues::lock_limited(tx, &p.tenant, &p.queues).await?;
+        let mut picked = Vec::new();
+        for q in &limited {
+            let want = p.max.saturating_sub((leased.len() + picked.len()) as u32);
+            if want == 0 {
+                break;
+            }
+            let (jobs, refill) = queues::pick(tx, &p.tenant, q, want, now).await?;
+            picked.extend(jobs);
+            refill_at = refill_at.into_iter().chain(refill).min();
+        }
+        leased.extend(claim(tx, p, picked, now).await?);
+    }
+    Ok(Leased {
+        jobs: leased,
+        refill_at,
+    })
+}
+
+/// Starts an attempt of each candidate (locked by the caller) under a fresh lease.
+async fn claim(
+    tx: &mut Tx,
+    p: &LeaseParams,
+    candidates: Vec<Job>,
+    now: Timestamp,
+) -> Res<Vec<LeasedJob>> {
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let mut leased = Vec::with_capacity(candidates.len());
     let (mut ids, mut tokens, mut expiries, mut deadlines) = (vec![], vec![], vec![], vec![]);
-    for row in &candidates {
-        let mut job = rows::job(row)?;
+    for mut job in candidates {
         let deadline = lifecycle::attempt_deadline(now, job.timeout);
         let lease = RunningLease {
             token: LeaseToken::random(),
@@ -548,6 +590,7 @@ pub(super) async fn complete(
                     run_at: None,
                     queue: running.queue.clone(),
                     released: Vec::new(),
+                    freed: false,
                 }));
             }
             Err(e) => outcomes.push(Err(e)),
@@ -571,16 +614,27 @@ pub(super) async fn complete(
     .bind(results)
     .execute(tx.conn())
     .await?;
-    query(
-        "UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
+    // Finishing answers, in the same statement, which of the jobs' queues
+    // count running jobs: their waiters may get a job now.
+    let freed: Vec<String> = query_scalar(
+        "WITH done AS (UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
          worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
-         WHERE id = ANY($1)",
+         WHERE id = ANY($1) RETURNING queue) \
+         SELECT DISTINCT s.queue FROM queue_settings AS s JOIN done AS d ON s.queue = d.queue \
+         WHERE s.tenant = $4 AND (s.concurrency IS NOT NULL OR s.key_concurrency IS NOT NULL)",
     )
     .bind(&done)
     .bind(JobState::Succeeded.as_str())
     .bind(At(now))
-    .execute(tx.conn())
+    .bind(tenant)
+    .fetch_all(tx.conn())
     .await?;
+    for queue in &freed {
+        tx.wake(tenant, queue);
+    }
+    for moved in outcomes.iter_mut().flatten() {
+        moved.freed = freed.contains(&moved.queue);
+    }
     let ended = done.into_iter().map(JobId).collect();
     let mut released: HashMap<JobId, Vec<Released>> = HashMap::new();
     for (parent, child) in workflows::release_children(tx, ended, now).await? {
@@ -629,8 +683,8 @@ async fn apply_failure(
         fastrand::f64(),
     );
     end_attempt(tx, running, lease, cause.outcome(), Some(error), now).await?;
-    match verdict {
-        FailureVerdict::RetryAt(at) => put_back(tx, running, at, 0, now).await,
+    let mut moved = match verdict {
+        FailureVerdict::RetryAt(at) => put_back(tx, running, at, 0, now).await?,
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
             let released = finish(tx, running.id, state, now).await?;
@@ -641,14 +695,17 @@ async fn apply_failure(
                     .execute(tx.conn())
                     .await?;
             }
-            Ok(Moved {
+            Moved {
                 state,
                 run_at: None,
                 queue: running.queue.clone(),
                 released,
-            })
+                freed: false,
+            }
         }
-    }
+    };
+    moved.freed = queues::frees_slot(tx, &running.tenant, &running.queue).await?;
+    Ok(moved)
 }
 
 pub(super) async fn snooze(
@@ -663,7 +720,9 @@ pub(super) async fn snooze(
     let lease = running.check(token)?.clone();
     end_attempt(tx, &running, &lease, AttemptOutcome::Released, None, now).await?;
     // A snooze is not a failure: give the attempt back to the budget.
-    put_back(tx, &running, add(now, delay), 1, now).await
+    let mut moved = put_back(tx, &running, add(now, delay), 1, now).await?;
+    moved.freed = queues::frees_slot(tx, &running.tenant, &running.queue).await?;
+    Ok(moved)
 }
 
 /// Records the attempt that just ended.
@@ -741,6 +800,7 @@ async fn put_back(
         run_at: Some(at),
         queue: running.queue.clone(),
         released: Vec::new(),
+        freed: false,
     })
 }
 
@@ -852,7 +912,7 @@ pub(super) async fn reap_expired(tx: &mut Tx, now: Timestamp, shards: &Shards) -
                 ),
             };
             let moved = apply_failure(tx, &running, &lease, cause, error, now).await?;
-            if moved.state == JobState::Available {
+            if moved.state == JobState::Available || moved.freed {
                 woken.queues.insert(QueueRef {
                     tenant: running.tenant.clone(),
                     queue: running.queue.clone(),
@@ -876,7 +936,8 @@ pub(super) async fn next_timer<'c>(
         "SELECT LEAST(\
          (SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled'{only}), \
          (SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running'{only}), \
-         (SELECT MIN(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL{only}))"
+         (SELECT MIN(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL{only}), \
+         (SELECT MIN(wake_at) FROM queue_settings WHERE wake_at IS NOT NULL))"
     )))
     .bind(shards.count)
     .bind(&shards.owned)

@@ -37,6 +37,7 @@ mod cluster;
 mod error;
 mod jobs;
 mod listen;
+mod queues;
 mod rows;
 mod schedules;
 mod schema;
@@ -51,14 +52,15 @@ use jiff::Timestamp;
 use sqlx_postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::queue::{QueuePatch, QueueSettings, QueueStats};
 use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::workflow::{NewWorkflow, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 use tokio::sync::{Mutex, broadcast};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, NodeInfo, NodeStatus,
-    QueueRef, Released, Result, ScheduleKey, ShardClaim, Store, StoreError, Submitted, Woken,
+    Completion, Heartbeat, JobFilter, LeaseParams, Leased, Moved, NodeInfo, NodeStatus, QueueRef,
+    Released, Result, ScheduleKey, ShardClaim, Store, StoreError, Submitted, Woken,
     WorkflowSubmitted,
 };
 use error::{Fault, Res};
@@ -284,6 +286,7 @@ async fn timer_pass(
     let mut woken = schedules::fire(tx, now, &shards).await?;
     woken.merge(jobs::promote_due(tx, now, &shards).await?);
     woken.merge(jobs::reap_expired(tx, now, &shards).await?);
+    woken.merge(queues::wake_refilled(tx, now).await?);
     let next = jobs::next_timer(tx.conn(), &shards).await?;
     Ok((woken, next))
 }
@@ -302,7 +305,7 @@ impl Store for PgStore {
         read!(self, |db| jobs::list_jobs(db, tenant, filter))
     }
 
-    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
+    async fn lease_detailed(&self, params: LeaseParams, now: Timestamp) -> Result<Leased> {
         transaction!(self, |tx| jobs::lease(tx, &params, now))
     }
 
@@ -412,11 +415,11 @@ impl Store for PgStore {
     }
 
     async fn reap_expired(&self, now: Timestamp) -> Result<Woken> {
-        transaction!(self, |tx| jobs::reap_expired(
-            tx,
-            now,
-            &cluster::Shards::all()
-        ))
+        transaction!(self, |tx| async {
+            let mut woken = jobs::reap_expired(tx, now, &cluster::Shards::all()).await?;
+            woken.merge(queues::wake_refilled(tx, now).await?);
+            Res::Ok(woken)
+        })
     }
 
     async fn fire_schedules(&self, now: Timestamp) -> Result<Woken> {
@@ -449,6 +452,29 @@ impl Store for PgStore {
 
     async fn database_now(&self) -> Result<Option<Timestamp>> {
         read!(self, |db| cluster::database_now(db)).map(Some)
+    }
+
+    async fn queue_settings(&self, tenant: &str, queue: &str) -> Result<QueueSettings> {
+        read!(self, |db| queues::get(db, tenant, queue))
+    }
+
+    async fn update_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        patch: QueuePatch,
+        now: Timestamp,
+    ) -> Result<QueueSettings> {
+        transaction!(self, |tx| queues::update(tx, tenant, queue, &patch, now))
+    }
+
+    async fn queue_stats(
+        &self,
+        tenant: &str,
+        queue: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<QueueStats>> {
+        read!(self, |db| queues::stats(db, tenant, queue, now))
     }
 
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {

@@ -80,13 +80,14 @@ macro_rules! job_columns {
          finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
          lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
          depends_on, on_parent_failure, workflow_id, workflow_job, \
-         unique_key, progress_percent, progress_message, progress_at"
+         unique_key, progress_percent, progress_message, progress_at, \
+         concurrency_key"
     };
 }
 pub(super) use job_columns;
 
 /// How many columns [`job_columns`] lists (a join's next columns start here).
-pub(super) const JOB_COLUMN_COUNT: usize = 33;
+pub(super) const JOB_COLUMN_COUNT: usize = 34;
 
 /// The columns a transition of a running job needs (no payload), in the
 /// order [`running`] reads them.
@@ -153,6 +154,7 @@ pub(super) fn job(row: &PgRow) -> Res<Job> {
                 })
             })
             .transpose()?,
+        concurrency_key: row.try_get(33)?,
         attempts: Vec::new(),
     })
 }

@@ -152,6 +152,30 @@ const MIGRATIONS: &[&str] = &[
             WHEN 'failed' THEN 16 WHEN 'cancelled' THEN 32 WHEN 'blocked' THEN 64
             WHEN 'skipped' THEN 128 ELSE 0 END) <> 0;
     "#,
+    // 5: queue flow control (SQLite's migration 5): per-queue settings, and a job's concurrency key.
+    r#"
+    ALTER TABLE jobs ADD COLUMN concurrency_key text;
+    -- Running jobs of a queue, per key: what concurrency and key_concurrency count.
+    CREATE INDEX jobs_running_by_queue ON jobs (tenant, queue, concurrency_key) WHERE state = 'running';
+    -- A row only for a queue whose settings were ever changed; none = running, no limits.
+    -- A lease of a limited queue locks its row FOR UPDATE: the limits hold across nodes.
+    CREATE TABLE queue_settings (
+        tenant           text        NOT NULL,
+        queue            text        NOT NULL,
+        paused           boolean     NOT NULL DEFAULT false,
+        concurrency      integer,                    -- NULL = unlimited, like every limit here
+        key_concurrency  integer,
+        rate_limit       integer,                    -- tokens per rate_per_ms
+        rate_per_ms      bigint,
+        rate_burst       integer,
+        tokens           double precision,           -- the token bucket, as of refilled_at
+        refilled_at      timestamptz,
+        wake_at          timestamptz,                -- a lease ran out of tokens: wake waiters then
+        updated_at       timestamptz NOT NULL,
+        PRIMARY KEY (tenant, queue)
+    );
+    CREATE INDEX queue_settings_wake ON queue_settings (wake_at) WHERE wake_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version a fully migrated database is at.

@@ -5,6 +5,7 @@
 
 mod checkpointer;
 mod ops;
+mod queues;
 mod readers;
 mod rows;
 mod schedules;
@@ -21,12 +22,13 @@ use jiff::Timestamp;
 use rusqlite::Connection;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::queue::{QueuePatch, QueueSettings, QueueStats};
 use taskwheel_core::recurring::ScheduleRecord;
 use taskwheel_core::workflow::{NewWorkflow, WorkflowId};
 use taskwheel_core::{Clock, Job, JobId, LeaseToken, NewJob, Progress};
 
 use crate::{
-    Completion, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, Released, Result, ScheduleKey,
+    Completion, Heartbeat, JobFilter, LeaseParams, Leased, Moved, Released, Result, ScheduleKey,
     ShardClaim, Store, StoreError, Submitted, Woken, WorkflowSubmitted,
 };
 use readers::Readers;
@@ -110,7 +112,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn lease(&self, params: LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
+    async fn lease_detailed(&self, params: LeaseParams, now: Timestamp) -> Result<Leased> {
         self.writer
             .write(move |c| ops::lease(c, &params, now))
             .await
@@ -224,7 +226,13 @@ impl Store for SqliteStore {
     }
 
     async fn reap_expired(&self, now: Timestamp) -> Result<Woken> {
-        self.writer.write(move |c| ops::reap_expired(c, now)).await
+        self.writer
+            .write(move |c| {
+                let mut woken = ops::reap_expired(c, now)?;
+                woken.merge(queues::wake_refilled(c, now)?);
+                Ok(woken)
+            })
+            .await
     }
 
     async fn fire_schedules(&self, now: Timestamp) -> Result<Woken> {
@@ -247,8 +255,41 @@ impl Store for SqliteStore {
                 let mut woken = schedules::fire(c, now)?;
                 woken.merge(ops::promote_due(c, now)?);
                 woken.merge(ops::reap_expired(c, now)?);
+                woken.merge(queues::wake_refilled(c, now)?);
                 Ok((woken, ops::next_timer(c)?))
             })
+            .await
+    }
+
+    async fn queue_settings(&self, tenant: &str, queue: &str) -> Result<QueueSettings> {
+        let (tenant, queue) = (tenant.to_string(), queue.to_string());
+        self.readers
+            .read(move |c| queues::get(c, &tenant, &queue))
+            .await
+    }
+
+    async fn update_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        patch: QueuePatch,
+        now: Timestamp,
+    ) -> Result<QueueSettings> {
+        let (tenant, queue) = (tenant.to_string(), queue.to_string());
+        self.writer
+            .write(move |c| queues::update(c, &tenant, &queue, &patch, now))
+            .await
+    }
+
+    async fn queue_stats(
+        &self,
+        tenant: &str,
+        queue: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Vec<QueueStats>> {
+        let (tenant, queue) = (tenant.to_string(), queue.map(str::to_string));
+        self.readers
+            .read(move |c| queues::stats(c, &tenant, queue.as_deref(), now))
             .await
     }
 

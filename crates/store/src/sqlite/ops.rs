@@ -14,11 +14,12 @@ use taskwheel_core::{
     AttemptOutcome, Job, JobId, JobState, LeaseToken, NewJob, Progress, RetryPolicy, RunningLease,
 };
 
+use super::queues;
 use super::rows::{self, JOB_COLUMNS, to_millis};
 use super::workflows;
 use crate::{
-    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, LeasedJob, Moved, QueueRef,
-    Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
+    Completion, HOLDS_UNIQUE_KEY, Heartbeat, JobFilter, LeaseParams, Leased, LeasedJob, Moved,
+    QueueRef, Released, Result, StoreError, Submitted, UNIQUE_TAKEN, Woken,
 };
 
 /// Reaping and promotion work in slices of this many jobs per statement.
@@ -109,8 +110,9 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
              updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, finished_at, \
-             depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+             depends_on, on_parent_failure, workflow_id, workflow_job, unique_key, unique_states, \
+             concurrency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )?
         .execute(params![
             job.id.0,
@@ -137,6 +139,7 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
             job.workflow.as_ref().map(|(_, name)| name.as_str()),
             job.unique.as_ref().map(|u| u.key.as_str()),
             job.unique.as_ref().map(|u| u.states.bits()),
+            job.concurrency_key,
         ])?;
     if inserted == 0 {
         if job.schedule.is_some() {
@@ -166,6 +169,7 @@ pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Resu
         retry: job.retry,
         idempotency_key: job.idempotency_key,
         tags: job.tags,
+        concurrency_key: job.concurrency_key,
         schedule_id: job.schedule.map(|(id, _)| id),
         fire_time: job.schedule.map(|(_, tick)| tick),
         depends_on: job.depends_on,
@@ -232,24 +236,61 @@ pub(super) fn list_jobs(conn: &Connection, tenant: &str, filter: &JobFilter) -> 
     Ok(jobs)
 }
 
-pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Result<Vec<LeasedJob>> {
-    let marks = vec!["?"; p.queues.len()].join(", ");
+pub(super) fn lease(conn: &Connection, p: &LeaseParams, now: Timestamp) -> Result<Leased> {
+    let limited = queues::limited(conn, &p.tenant, &p.queues)?;
+    let plain: Vec<&String> = p
+        .queues
+        .iter()
+        .filter(|q| !limited.iter().any(|l| &l.queue == *q))
+        .collect();
+    let mut candidates = if plain.is_empty() {
+        Vec::new()
+    } else {
+        available(conn, &p.tenant, &plain, p.max)?
+    };
+    let mut refill_at: Option<Timestamp> = None;
+    for q in &limited {
+        let want = p.max.saturating_sub(candidates.len() as u32);
+        if want == 0 {
+            break;
+        }
+        let (picked, refill) = queues::pick(conn, &p.tenant, q, want, now)?;
+        candidates.extend(picked);
+        refill_at = refill_at.into_iter().chain(refill).min();
+    }
+    Ok(Leased {
+        jobs: claim(conn, p, candidates, now)?,
+        refill_at,
+    })
+}
+
+/// The first `max` available jobs of `queues` in dispatch order.
+fn available(conn: &Connection, tenant: &str, queues: &[&String], max: u32) -> Result<Vec<Job>> {
+    let marks = vec!["?"; queues.len()].join(", ");
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ? AND state = 'available' AND queue IN ({marks}) \
          ORDER BY priority DESC, run_at, id LIMIT ?"
     );
-    let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(p.queues.len() + 2);
-    args.push(p.tenant.clone().into());
-    args.extend(p.queues.iter().map(|q| q.clone().into()));
-    args.push(i64::from(p.max).into());
+    let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(queues.len() + 2);
+    args.push(tenant.to_string().into());
+    args.extend(queues.iter().map(|q| (*q).clone().into()));
+    args.push(i64::from(max).into());
     let mut candidates = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut found = stmt.query(params_from_iter(args))?;
-        while let Some(row) = found.next()? {
-            candidates.push(rows::job(row)?);
-        }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut found = stmt.query(params_from_iter(args))?;
+    while let Some(row) = found.next()? {
+        candidates.push(rows::job(row)?);
     }
+    Ok(candidates)
+}
+
+/// Starts an attempt of each candidate under a fresh lease.
+fn claim(
+    conn: &Connection,
+    p: &LeaseParams,
+    candidates: Vec<Job>,
+    now: Timestamp,
+) -> Result<Vec<LeasedJob>> {
     let mut update = conn.prepare_cached(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_total = attempts_total + 1, \
          lease_token = ?2, worker = ?3, started_at = ?4, lease_expires_at = ?5, deadline = ?6, lease_ms = ?7, \
@@ -398,6 +439,7 @@ fn complete_one(
     Ok(Moved {
         state: JobState::Succeeded,
         run_at: None,
+        freed: queues::frees_slot(conn, tenant, &running.queue)?,
         queue: running.queue,
         released,
     })
@@ -415,6 +457,12 @@ pub(super) fn fail(
     let running = load_running(conn, tenant, id)?;
     let lease = running.check(token)?.clone();
     apply_failure(conn, id, &running, &lease, cause, error, now)
+}
+
+/// Marks a job that left `running` as freeing a slot if its queue counts running jobs.
+fn freeing(conn: &Connection, running: &Running, mut moved: Moved) -> Result<Moved> {
+    moved.freed = queues::frees_slot(conn, &running.tenant, &running.queue)?;
+    Ok(moved)
 }
 
 /// Ends a running attempt without success and moves the job where the lifecycle says.
@@ -447,7 +495,10 @@ fn apply_failure(
         now,
     )?;
     match verdict {
-        FailureVerdict::RetryAt(at) => put_back(conn, id, &running.queue, at, 0, now),
+        FailureVerdict::RetryAt(at) => {
+            let moved = put_back(conn, id, &running.queue, at, 0, now)?;
+            freeing(conn, running, moved)
+        }
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
             let released = finish(conn, id, state, now)?;
@@ -459,12 +510,14 @@ fn apply_failure(
                 )?
                 .execute(params![id.0])?;
             }
-            Ok(Moved {
+            let moved = Moved {
                 state,
                 run_at: None,
                 queue: running.queue.clone(),
                 released,
-            })
+                freed: false,
+            };
+            freeing(conn, running, moved)
         }
     }
 }
@@ -490,7 +543,8 @@ pub(super) fn snooze(
         now,
     )?;
     // A snooze is not a failure: give the attempt back to the budget.
-    put_back(conn, id, &running.queue, add(now, delay), 1, now)
+    let moved = put_back(conn, id, &running.queue, add(now, delay), 1, now)?;
+    freeing(conn, &running, moved)
 }
 
 /// Records the attempt that just ended.
@@ -568,6 +622,7 @@ fn put_back(
         run_at: Some(at),
         queue: queue.to_string(),
         released: Vec::new(),
+        freed: false,
     })
 }
 
@@ -653,7 +708,7 @@ pub(super) fn reap_expired(conn: &Connection, now: Timestamp) -> Result<Woken> {
                 ),
             };
             let moved = apply_failure(conn, *id, &running, &lease, cause, error, now)?;
-            if moved.state == JobState::Available {
+            if moved.state == JobState::Available || moved.freed {
                 woken.queues.insert(QueueRef {
                     tenant: running.tenant.clone(),
                     queue: running.queue.clone(),
@@ -673,7 +728,8 @@ pub(super) fn next_timer(conn: &Connection) -> Result<Option<Timestamp>> {
         .prepare_cached(
             "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'scheduled' \
              UNION ALL SELECT MIN(lease_expires_at) FROM jobs WHERE state = 'running' \
-             UNION ALL SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL)",
+             UNION ALL SELECT MIN(next_fire_at) FROM schedules WHERE paused = 0 AND next_fire_at IS NOT NULL \
+             UNION ALL SELECT MIN(wake_at) FROM queue_settings WHERE wake_at IS NOT NULL)",
         )?
         .query_row([], |row| row.get(0))?;
     Ok(next.map(from_micros))

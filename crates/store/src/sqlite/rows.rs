@@ -19,7 +19,7 @@ pub(super) const JOB_COLUMNS: &str = "id, tenant, queue, kind, payload, priority
      updated_at, finished_at, timeout_ms, retry, idempotency_key, tags, attempt, cancel_requested, \
      lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, schedule_id, fire_time, \
      depends_on, on_parent_failure, workflow_id, workflow_job, \
-     unique_key, progress_percent, progress_message, progress_at";
+     unique_key, progress_percent, progress_message, progress_at, concurrency_key";
 
 pub(super) fn job(row: &Row<'_>) -> Result<Job> {
     let state: String = row.get(6)?;
@@ -76,6 +76,7 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job> {
                 })
             })
             .transpose()?,
+        concurrency_key: row.get(33)?,
         attempts: Vec::new(),
     })
 }

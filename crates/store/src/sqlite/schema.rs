@@ -130,6 +130,29 @@ const MIGRATIONS: &[&str] = &[
             WHEN 'failed' THEN 16 WHEN 'cancelled' THEN 32 WHEN 'blocked' THEN 64
             WHEN 'skipped' THEN 128 ELSE 0 END) <> 0;
     "#,
+    // 5: queue flow control: per-queue settings, and the concurrency key of a job.
+    r#"
+    ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+    -- Running jobs of a queue, per key: what concurrency and key_concurrency count.
+    CREATE INDEX jobs_running_by_queue ON jobs (tenant, queue, concurrency_key) WHERE state = 'running';
+    -- A row only for a queue whose settings were ever changed; none = running, no limits.
+    CREATE TABLE queue_settings (
+        tenant           TEXT    NOT NULL,
+        queue            TEXT    NOT NULL,
+        paused           INTEGER NOT NULL DEFAULT 0,
+        concurrency      INTEGER,                    -- NULL = unlimited, like every limit here
+        key_concurrency  INTEGER,
+        rate_limit       INTEGER,                    -- tokens per rate_per_ms
+        rate_per_ms      INTEGER,
+        rate_burst       INTEGER,
+        tokens           REAL,                       -- the token bucket, as of refilled_at
+        refilled_at      INTEGER,
+        wake_at          INTEGER,                    -- a lease ran out of tokens: wake waiters then
+        updated_at       INTEGER NOT NULL,
+        PRIMARY KEY (tenant, queue)
+    ) WITHOUT ROWID;
+    CREATE INDEX queue_settings_wake ON queue_settings (wake_at) WHERE wake_at IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
