@@ -487,6 +487,62 @@ async fn limits_hold_across_nodes_leasing_concurrently() {
     assert!(h.max_total >= 2, "the workers did run jobs side by side");
 }
 
+/// A rate limit is one token bucket for the whole cluster: nine leasers on
+/// three nodes, all at the same instant, start exactly `burst` jobs; one
+/// second later exactly `limit` more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_holds_across_nodes() {
+    const LIMIT: usize = 10;
+    let Some(config) = fresh_config(6).await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Arc::new(connect(&config).await));
+    }
+    let patch: QueuePatch =
+        serde_json::from_value(json!({"rate": {"limit": LIMIT, "per": "1s", "burst": LIMIT}}))
+            .unwrap();
+    nodes[0]
+        .update_queue("default", "rated", patch, t0())
+        .await
+        .unwrap();
+    for i in 0..100 {
+        let job = new_job(json!({"kind": "k", "queue": "rated"}), t0());
+        nodes[i % 3].submit(job, t0()).await.unwrap();
+    }
+    for (round, now) in [t0(), t0() + jiff::SignedDuration::from_secs(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let leasers: Vec<_> = (0..9)
+            .map(|w| {
+                let store = nodes[w % 3].clone();
+                tokio::spawn(async move {
+                    let mut got = 0;
+                    // Until the bucket is dry for this leaser (a few empty answers).
+                    for _ in 0..5 {
+                        let params = LeaseParams {
+                            tenant: "default".into(),
+                            queues: vec!["rated".into()],
+                            max: 3,
+                            worker: format!("w{w}"),
+                            lease: Duration::from_secs(600),
+                        };
+                        got += store.lease(params, now).await.expect("lease").len();
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut started = 0;
+        for leaser in leasers {
+            started += leaser.await.expect("task");
+        }
+        assert_eq!(started, LIMIT, "round {round}: started {started} jobs");
+    }
+}
+
 /// Waits for a notification of `queue`, skipping other tests' (the channel is database-wide).
 async fn heard(rx: &mut broadcast::Receiver<QueueRef>, queue: &str, within: Duration) -> bool {
     tokio::time::timeout(within, async {
