@@ -19,6 +19,8 @@ use crate::output::{
 pub(crate) enum JobCommand {
     /// Submit a job.
     Submit(SubmitArgs),
+    /// Submit many jobs in one request and one transaction (up to 10,000).
+    SubmitBatch(BatchArgs),
     /// Show one job with its attempts.
     Get { id: JobId },
     /// List jobs, newest first.
@@ -98,6 +100,37 @@ pub(crate) struct ListArgs {
     cursor: Option<String>,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BatchArgs {
+    /// The jobs, as for `POST /api/v1/jobs`: a JSON array, or one JSON
+    /// object per line (ndjson); `-` reads standard input.
+    file: String,
+    /// All or nothing: one invalid job rejects the batch and nothing is stored.
+    #[arg(long)]
+    atomic: bool,
+}
+
+/// Reads a batch file: a JSON array of submit requests, or one per line.
+fn parse_batch(text: &str) -> Result<Vec<SubmitJob>, String> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(|e| format!("not a JSON array of jobs: {e}"));
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1)))
+        .collect()
+}
+
+fn read_batch(file: &str) -> anyhow::Result<Vec<SubmitJob>> {
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
+    };
+    parse_batch(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))
+}
+
 impl SubmitArgs {
     fn into_request(self) -> SubmitJob {
         SubmitJob {
@@ -158,6 +191,44 @@ pub(crate) async fn run(server: &str, json: bool, cmd: JobCommand) -> anyhow::Re
                     println!("(the pending job holding this unique key was replaced)")
                 }
                 _ => {}
+            }
+        }
+        JobCommand::SubmitBatch(args) => {
+            let jobs = read_batch(&args.file)?;
+            let answer = client
+                .submit_batch(&jobs, args.atomic)
+                .await
+                .map_err(|e| explain(e, server))?;
+            if json {
+                print_json(&answer)?;
+            } else {
+                let rows = answer
+                    .results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| match (&r.job, &r.error) {
+                        (Some(job), _) => {
+                            let mut state = state_text(job);
+                            if job.deduplicated == Some(true) {
+                                state.push_str(" (deduplicated)");
+                            }
+                            vec![i.to_string(), job.id.to_string(), job.kind.clone(), state]
+                        }
+                        (None, error) => vec![
+                            i.to_string(),
+                            "-".into(),
+                            "-".into(),
+                            error
+                                .as_ref()
+                                .map_or("refused".into(), |e| one_line(&e.message)),
+                        ],
+                    })
+                    .collect();
+                print!("{}", table(&["#", "ID", "KIND", "STATE/ERROR"], rows));
+            }
+            let refused = answer.results.iter().filter(|r| r.error.is_some()).count();
+            if refused > 0 {
+                anyhow::bail!("{refused} of {} jobs were refused", answer.results.len());
             }
         }
         JobCommand::Get { id } => {
@@ -364,6 +435,23 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<JobCommand, clap::Error> {
         Cli::try_parse_from(std::iter::once("job").chain(args.iter().copied())).map(|c| c.job)
+    }
+
+    #[test]
+    fn batch_files_are_a_json_array_or_one_job_a_line() {
+        let array = parse_batch(r#"[{"kind": "a"}, {"kind": "b", "queue": "q"}]"#).unwrap();
+        assert_eq!(array.len(), 2);
+        assert_eq!(array[1].queue.as_deref(), Some("q"));
+        let lines = parse_batch("{\"kind\": \"a\"}\n\n{\"kind\": \"b\"}\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].kind, "b");
+        let bad = parse_batch("{\"kind\": \"a\"}\n{\"colour\": 1}\n").unwrap_err();
+        assert!(bad.starts_with("line 2:"), "{bad}");
+        let cmd = parse(&["submit-batch", "jobs.ndjson", "--atomic"]).unwrap();
+        assert!(matches!(
+            cmd,
+            JobCommand::SubmitBatch(BatchArgs { atomic: true, .. })
+        ));
     }
 
     #[test]

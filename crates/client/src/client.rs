@@ -15,7 +15,7 @@ use taskwheel_core::recurring::{NextFires, ScheduleList, ScheduleRequest, Schedu
 use taskwheel_core::wire::{
     CompleteBatch, CompleteBatchResponse, CompleteRequest, ErrorBody, ErrorDetail, FailRequest,
     HeartbeatRequest, HeartbeatResponse, JobList, JobOutcome, JobView, LeaseRequest, LeaseResponse,
-    ListJobsQuery, ProgressReport, SnoozeRequest, SubmitJob,
+    ListJobsQuery, ProgressReport, SnoozeRequest, SubmitBatchResponse, SubmitJob,
 };
 use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId, WorkflowView};
 use taskwheel_core::{ErrorCode, JobId, LeaseToken};
@@ -184,6 +184,24 @@ impl Client {
     /// earlier job with the same idempotency key was returned.
     pub async fn submit(&self, job: &SubmitJob) -> Result<JobView, ClientError> {
         self.send(Method::POST, "api/v1/jobs", Some(job), None)
+            .await
+    }
+
+    /// `POST /api/v1/jobs/batch`: up to 10,000 jobs in one request and one
+    /// transaction; one result per job, in order. With `atomic`, an invalid
+    /// job rejects the whole batch (an error naming `jobs[i].field`).
+    pub async fn submit_batch(
+        &self,
+        jobs: &[SubmitJob],
+        atomic: bool,
+    ) -> Result<SubmitBatchResponse, ClientError> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            jobs: &'a [SubmitJob],
+            atomic: bool,
+        }
+        let body = Body { jobs, atomic };
+        self.send(Method::POST, "api/v1/jobs/batch", Some(&body), None)
             .await
     }
 

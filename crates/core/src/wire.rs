@@ -567,6 +567,61 @@ pub struct SnoozeRequest {
     pub delay: DurationSpec,
 }
 
+/// The most jobs one `POST /api/v1/jobs/batch` may carry.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
+
+/// `POST /api/v1/jobs/batch`: many submissions in one request and one
+/// transaction. Each item is a [`SubmitJob`], kept as raw JSON until it is
+/// read on its own, so a malformed item is reported by its index
+/// (`jobs[3].kind`) without losing the others. With `atomic`, one invalid
+/// item rejects the whole batch and nothing is stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    pub jobs: Vec<Value>,
+    #[serde(default)]
+    pub atomic: bool,
+}
+
+impl SubmitBatch {
+    /// Checks the number of items: at least one, at most [`MAX_SUBMIT_BATCH`].
+    pub fn check_size(&self) -> Result<(), FieldError> {
+        if self.jobs.is_empty() || self.jobs.len() > MAX_SUBMIT_BATCH {
+            return Err(FieldError::new(
+                "jobs",
+                format!("give 1 to {MAX_SUBMIT_BATCH} jobs per request"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Names `field` of item `index`: `jobs[3].kind`, or `jobs[3]` for the
+    /// item as a whole (an empty `field`).
+    pub fn item_error(index: usize, e: FieldError) -> FieldError {
+        let field = if e.field.is_empty() {
+            format!("jobs[{index}]")
+        } else {
+            format!("jobs[{index}].{}", e.field)
+        };
+        FieldError::new(field, e.message)
+    }
+}
+
+/// One entry per submitted job, in request order: the job (with
+/// `deduplicated`), or why the item was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitBatchResponse {
+    pub results: Vec<SubmitItemResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitItemResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
 /// `POST /api/v1/jobs/complete`: many completions in one request and one commit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use taskwheel_core::lifecycle::FailureCause;
-use taskwheel_core::wire::{self, LeaseRequest, SubmitJob};
+use taskwheel_core::wire::{self, LeaseRequest, SubmitBatch, SubmitJob};
 use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
 use taskwheel_store::{
@@ -140,6 +140,77 @@ impl Engine {
             );
         }
         Ok(submitted)
+    }
+
+    /// Submits many jobs in one store transaction: one answer per item, in
+    /// order. `items` are the requests as read (an item that could not be
+    /// read carries its error); every error names `jobs[i].field`. With
+    /// `atomic`, the first invalid item is the answer and nothing is stored.
+    pub async fn submit_batch(
+        &self,
+        tenant: &str,
+        items: Vec<std::result::Result<SubmitJob, FieldError>>,
+        atomic: bool,
+    ) -> Result<Vec<Result<Submitted>>> {
+        let now = self.now();
+        let checked: Vec<_> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.and_then(|request| request.validate(tenant, now))
+                    .map_err(|e| SubmitBatch::item_error(i, e))
+            })
+            .collect();
+        if atomic && let Some(Err(e)) = checked.iter().find(|c| c.is_err()) {
+            return Err(e.clone().into());
+        }
+        let mut answers = Vec::with_capacity(checked.len());
+        let mut valid = Vec::with_capacity(checked.len());
+        for item in checked {
+            match item {
+                Ok(job) => {
+                    valid.push(job);
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e.into()))),
+            }
+        }
+        let mut stored = self
+            .store
+            .submit_batch(valid, atomic, now)
+            .await?
+            .into_iter();
+        let answers = answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, answer)| {
+                answer.unwrap_or_else(|| {
+                    let submitted = match stored.next() {
+                        Some(Ok(submitted)) => submitted,
+                        // Refused on what the database holds (an unknown parent).
+                        Some(Err(StoreError::Invalid(e))) => {
+                            return Err(SubmitBatch::item_error(i, e).into());
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => {
+                            return Err(StoreError::Backend(
+                                "the store answered too few items".into(),
+                            )
+                            .into());
+                        }
+                    };
+                    let unchanged = submitted.deduplicated
+                        || submitted.unique
+                            == Some(taskwheel_core::unique::UniqueOutcome::Deduplicated);
+                    if !unchanged {
+                        let job = &submitted.job;
+                        self.announce(&job.tenant, &job.queue, job.state, job.run_at);
+                    }
+                    Ok(submitted)
+                })
+            })
+            .collect();
+        Ok(answers)
     }
 
     pub async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job> {

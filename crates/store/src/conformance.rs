@@ -109,6 +109,9 @@ macro_rules! conformance_tests {
             rate_limit_refills_with_time,
             fair_dispatch_does_not_starve_a_small_key,
             queue_stats_count_depth_age_and_throughput,
+            submit_batch_answers_each_item_in_order,
+            atomic_submit_batch_stores_all_or_nothing,
+            concurrent_reports_each_get_their_own_answer,
         );
     };
 }
@@ -1844,4 +1847,243 @@ pub async fn queue_stats_count_depth_age_and_throughput(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+}
+
+pub async fn submit_batch_answers_each_item_in_order(store: Arc<dyn Store>) {
+    let earlier = submit(
+        &store,
+        json!({"kind": "old", "idempotency_key": "k0"}),
+        t0(),
+    )
+    .await;
+    let batch = vec![
+        new_job(json!({"kind": "a", "idempotency_key": "k1"}), secs(1)),
+        new_job(json!({"kind": "b"}), secs(1)),
+        new_job(json!({"kind": "c", "idempotency_key": "k0"}), secs(1)),
+        new_job(json!({"kind": "d", "idempotency_key": "k1"}), secs(1)),
+        new_job(json!({"kind": "e", "delay": "10s"}), secs(1)),
+    ];
+    let ids: Vec<JobId> = batch.iter().map(|j| j.id).collect();
+    let answers = store.submit_batch(batch, false, secs(1)).await.unwrap();
+    let answers: Vec<_> = answers.into_iter().map(|a| a.expect("stored")).collect();
+    assert_eq!(answers.len(), 5);
+    let kinds: Vec<&str> = answers.iter().map(|a| a.job.kind.as_str()).collect();
+    assert_eq!(kinds, ["a", "b", "old", "a", "e"], "answers in order");
+    let dedup: Vec<bool> = answers.iter().map(|a| a.deduplicated).collect();
+    assert_eq!(dedup, [false, false, true, true, false]);
+    assert_eq!(answers[0].job.id, ids[0]);
+    assert_eq!(answers[1].job.id, ids[1]);
+    assert_eq!(
+        answers[2].job.id, earlier.id,
+        "a key already stored answers its job"
+    );
+    assert_eq!(
+        answers[3].job.id, ids[0],
+        "a key used earlier in the batch answers that job"
+    );
+    assert_eq!(answers[4].job.state, JobState::Scheduled);
+    assert_eq!(answers[1].job.state, JobState::Available);
+    let all = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                limit: 10,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4, "the old job and three new ones");
+    assert_eq!(store.get_job("default", ids[4]).await.unwrap().kind, "e");
+    assert!(matches!(
+        store.get_job("default", ids[3]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .submit_batch(Vec::new(), true, secs(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn atomic_submit_batch_stores_all_or_nothing(store: Arc<dyn Store>) {
+    let taken = new_job(json!({"kind": "k"}), t0());
+    store.submit(taken.clone(), t0()).await.unwrap();
+    // A job whose id is taken cannot be stored.
+    let fresh = new_job(json!({"kind": "fresh"}), secs(1));
+    let refused = store
+        .submit_batch(vec![fresh.clone(), taken.clone()], true, secs(1))
+        .await;
+    assert!(refused.is_err(), "an atomic batch fails as a whole");
+    assert!(
+        matches!(
+            store.get_job("default", fresh.id).await,
+            Err(StoreError::NotFound)
+        ),
+        "nothing of a failed atomic batch is stored"
+    );
+    let answers = store
+        .submit_batch(vec![fresh.clone(), taken], false, secs(1))
+        .await
+        .unwrap();
+    assert!(answers[0].is_ok());
+    assert!(
+        answers[1].is_err(),
+        "the failing item answers its own error"
+    );
+    // A job whose parent does not exist is refused alone; one whose parent
+    // is there waits for it.
+    let unknown = JobId::new_v7(t0()).to_string();
+    let parent = fresh.id.to_string();
+    let batch = vec![
+        new_job(json!({"kind": "orphan", "depends_on": [unknown]}), secs(2)),
+        new_job(json!({"kind": "child", "depends_on": [parent]}), secs(2)),
+    ];
+    let answers = store.submit_batch(batch, false, secs(2)).await.unwrap();
+    assert!(
+        matches!(answers[0], Err(StoreError::Invalid(_))),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(answers[1].as_ref().unwrap().job.state, JobState::Blocked);
+    assert_eq!(
+        store.get_job("default", fresh.id).await.unwrap().kind,
+        "fresh"
+    );
+}
+
+/// Many submits, heartbeats and reports at once, stale tokens among them:
+/// engines that group concurrent operations must still answer each alone.
+pub async fn concurrent_reports_each_get_their_own_answer(store: Arc<dyn Store>) {
+    const N: usize = 60;
+    for _ in 0..N {
+        submit(
+            &store,
+            json!({"kind": "k", "retry": {"max_attempts": 1}}),
+            t0(),
+        )
+        .await;
+    }
+    let leased = store
+        .lease(params(&["default"], N as u32), t0())
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), N);
+    let now = secs(5);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, job) in leased.iter().enumerate() {
+        let (store, id) = (store.clone(), job.job.id);
+        // Odd jobs are reported on with a token that is not theirs.
+        let token = if i % 2 == 0 {
+            job.token
+        } else {
+            taskwheel_core::LeaseToken::random()
+        };
+        tasks.spawn(async move {
+            let ok = match i / 15 {
+                0 => store
+                    .heartbeat("default", id, token, None, now)
+                    .await
+                    .map(|b| {
+                        assert_eq!(b.expires_at, add(now, Duration::from_secs(30)));
+                    }),
+                1 => {
+                    let item = Completion {
+                        id,
+                        token,
+                        result: Some(json!(i)),
+                    };
+                    let mut answers = store.complete("default", vec![item], now).await.unwrap();
+                    answers
+                        .remove(0)
+                        .map(|m| assert_eq!(m.state, JobState::Succeeded))
+                }
+                2 => store
+                    .fail("default", id, token, format!("e{i}"), error_cause(), now)
+                    .await
+                    .map(|m| assert_eq!(m.state, JobState::Failed)),
+                _ => store
+                    .snooze("default", id, token, Duration::from_secs(60), now)
+                    .await
+                    .map(|m| assert_eq!(m.state, JobState::Scheduled)),
+            };
+            (
+                i,
+                ok.map_err(|e| matches!(e, StoreError::Transition(TransitionError::StaleLease))),
+            )
+        });
+    }
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let body = json!({"kind": "dup", "idempotency_key": format!("key-{}", i % 4)});
+            let submitted = store.submit(new_job(body, now), now).await.unwrap();
+            (
+                1000 + i,
+                Ok(()).map(|()| assert_eq!(submitted.job.kind, "dup")),
+            )
+        });
+    }
+    // Reports on a job that does not exist answer NotFound, alone.
+    for _ in 0..3 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let unknown = JobId::new_v7(now);
+            let beat = store
+                .heartbeat(
+                    "default",
+                    unknown,
+                    taskwheel_core::LeaseToken::random(),
+                    None,
+                    now,
+                )
+                .await;
+            (2000, Err(!matches!(beat, Err(StoreError::NotFound))))
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (i, outcome) = joined.expect("no task panics");
+        match i {
+            2000 => assert_eq!(outcome, Err(false), "an unknown job answers NotFound"),
+            1000.. => assert_eq!(outcome, Ok(())),
+            i if i % 2 == 0 => assert_eq!(outcome, Ok(()), "job {i}: its own token is accepted"),
+            i => assert_eq!(outcome, Err(true), "job {i}: a stale token is refused"),
+        }
+    }
+    let all = store
+        .list_jobs(
+            "default",
+            &JobFilter {
+                kind: Some("dup".into()),
+                limit: 100,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4, "one job per idempotency key");
+    for (i, job) in leased.iter().enumerate() {
+        let stored = store.get_job("default", job.job.id).await.unwrap();
+        let expected = match (i % 2, i / 15) {
+            (1, _) | (_, 0) => JobState::Running,
+            (_, 1) => JobState::Succeeded,
+            (_, 2) => JobState::Failed,
+            _ => JobState::Scheduled,
+        };
+        assert_eq!(stored.state, expected, "job {i}");
+        if i % 2 == 0 && i / 15 == 0 {
+            assert_eq!(
+                stored.lease.as_ref().expect("running").expires_at,
+                add(now, Duration::from_secs(30))
+            );
+        }
+        if i % 2 == 1 {
+            assert_eq!(
+                stored.lease.as_ref().expect("running").expires_at,
+                add(t0(), Duration::from_secs(30))
+            );
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //!   connection and groups concurrent operations into one transaction and one
 //!   fsync; a small pool of read connections serves lookups (WAL mode).
 //! - [`postgres`]: for several nodes sharing one PostgreSQL database. Every
-//!   operation is one transaction on a connection pool; dequeue is
+//!   operation is one transaction on a connection pool (concurrent submits,
+//!   heartbeats and worker reports share one); dequeue is
 //!   `FOR UPDATE SKIP LOCKED`, and `LISTEN/NOTIFY` tells other nodes when jobs
 //!   become available.
 //!
@@ -270,6 +271,18 @@ pub trait Store: Send + Sync + 'static {
         id: WorkflowId,
         now: Timestamp,
     ) -> Result<(WorkflowSubmitted, Vec<Released>)>;
+
+    /// Stores many jobs in one transaction: one result per item, in order,
+    /// each as [`Store::submit`] would answer it (an idempotency key already
+    /// stored, or used by an earlier item of the batch, answers that job,
+    /// deduplicated). With `atomic`, the first failing item fails the whole
+    /// call with its error and nothing is stored.
+    async fn submit_batch(
+        &self,
+        jobs: Vec<NewJob>,
+        atomic: bool,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Submitted>>>;
 
     /// A job with its finished attempts.
     async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job>;

@@ -9,7 +9,9 @@
 //! 1. enqueue: N jobs submitted by S concurrent producers (submit latency);
 //! 2. burn-down: M workers drain the pre-filled queue with batched lease and completion;
 //! 3. continuous: producers and workers run together (end-to-end rate, pickup latency);
-//! 4. light load: one job at a time to an idle long-polling worker (pickup latency).
+//! 4. light load: one job at a time to an idle long-polling worker (pickup latency);
+//! 5. enqueue, batched: N jobs again, `--batch` per `POST /api/v1/jobs/batch`
+//!    request (the jobs are left queued).
 //!
 //! Pickup latency is measured inside this process (the producer stamps the
 //! payload with its monotonic clock, the worker reads it on receipt), so both
@@ -66,7 +68,7 @@ pub(crate) struct BenchArgs {
     /// Concurrent workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Jobs per lease and per completion batch.
+    /// Jobs per lease, per completion batch and per batched submit.
     #[arg(long, default_value_t = 200)]
     batch: u32,
     /// Jobs in the light-load pickup phase, one at a time.
@@ -215,6 +217,7 @@ struct Report {
     batch: u32,
     enqueue_jobs_per_s: f64,
     submit_latency: Latency,
+    enqueue_batched_jobs_per_s: f64,
     burn_down_jobs_per_s: f64,
     continuous_jobs_per_s: f64,
     burn_down_jobs_per_lease: f64,
@@ -319,6 +322,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     eprintln!("light load: {} jobs one at a time", args.light_jobs);
     let light_pickup = light_load(&targets, &args, &run.name("light"), epoch).await?;
+    eprintln!(
+        "enqueue, batched: {} jobs in batches of {}",
+        args.jobs, args.batch
+    );
+    let batched_secs = produce_batched(&targets, &args, &run.name("batched")).await?;
     let peak = node_rss_mib(&pids, true);
 
     let report = Report {
@@ -336,6 +344,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         batch: args.batch,
         enqueue_jobs_per_s: args.jobs as f64 / enqueue_secs,
         submit_latency: Latency::from(&submit_latency),
+        enqueue_batched_jobs_per_s: args.jobs as f64 / batched_secs,
         burn_down_jobs_per_s: args.jobs as f64 / burn_secs,
         continuous_jobs_per_s: args.jobs as f64 / continuous_secs,
         burn_down_jobs_per_lease: burn_down.jobs_per_lease(args.jobs),
@@ -409,6 +418,38 @@ async fn produce(
         all.add(task.await??)?;
     }
     Ok((started.elapsed().as_secs_f64(), all))
+}
+
+/// Submits `args.jobs` jobs to `queue`, `args.batch` per request; returns the elapsed seconds.
+async fn produce_batched(targets: &Targets, args: &BenchArgs, queue: &str) -> anyhow::Result<f64> {
+    let next = Arc::new(AtomicU64::new(0));
+    let clients = (0..args.producers)
+        .map(|p| targets.client(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (next, total, batch) = (next.clone(), args.jobs, u64::from(args.batch.max(1)));
+        let mut job = SubmitJob::new("noop", json!({}));
+        job.queue = Some(queue.to_string());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let from = next.fetch_add(batch, Ordering::Relaxed);
+                if from >= total {
+                    return anyhow::Ok(());
+                }
+                let jobs = vec![job.clone(); (batch.min(total - from)) as usize];
+                let answer = client.submit_batch(&jobs, false).await?;
+                if let Some(error) = answer.results.iter().find_map(|r| r.error.as_ref()) {
+                    bail!("a batched submit failed: {}", error.message);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Pickup latencies: as the producer and worker see it (stamp to receipt, over
@@ -588,6 +629,10 @@ fn print_report(r: &Report) {
     );
     println!("enqueue              {:.0} jobs/s", r.enqueue_jobs_per_s);
     println!("submit latency       {}", lat(&r.submit_latency));
+    println!(
+        "enqueue, batched     {:.0} jobs/s ({} per request)",
+        r.enqueue_batched_jobs_per_s, r.batch
+    );
     println!(
         "burn-down            {:.0} jobs/s ({:.1} jobs per lease)",
         r.burn_down_jobs_per_s, r.burn_down_jobs_per_lease

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use taskwheel_core::{JobId, TENANT_DEFAULT};
+use taskwheel_core::{FieldError, JobId, TENANT_DEFAULT};
 
 use super::error::ApiError;
 
@@ -62,6 +62,20 @@ fn named(path: String, message: String) -> ApiError {
         _ => path,
     };
     ApiError::field(field, message)
+}
+
+/// Reads one item of a batch on its own; the error names the field within
+/// the item (empty for the item as a whole).
+pub(crate) fn item<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let (path, message) = (e.path().to_string(), e.inner().to_string());
+        let field = if path == "." {
+            field_in_message(&message).unwrap_or_default()
+        } else {
+            path
+        };
+        FieldError::new(field, message)
+    })
 }
 
 /// Pulls the field name out of serde's "missing field `x`" / "unknown field `x`".

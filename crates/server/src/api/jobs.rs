@@ -6,10 +6,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use taskwheel_core::unique::UniqueOutcome;
-use taskwheel_core::wire::{JobList, JobView, ListJobsQuery, SubmitJob};
+use taskwheel_core::wire::{
+    JobList, JobView, ListJobsQuery, SubmitBatch, SubmitBatchResponse, SubmitItemResult, SubmitJob,
+};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, QueryParams, Tenant, job_id};
+use super::extract::{JsonBody, QueryParams, Tenant, item, job_id};
 use crate::engine::Engine;
 
 type Answer<T> = Result<T, ApiError>;
@@ -32,6 +34,37 @@ pub(crate) async fn submit(
         StatusCode::OK
     };
     Ok((status, Json(view)))
+}
+
+/// `POST /api/v1/jobs/batch`: 200 with one result per item, in order (an
+/// atomic batch with an invalid item answers 400 instead).
+pub(crate) async fn submit_batch(
+    State(engine): State<Arc<Engine>>,
+    Tenant(tenant): Tenant,
+    JsonBody(request): JsonBody<SubmitBatch>,
+) -> Answer<Json<SubmitBatchResponse>> {
+    request.check_size()?;
+    let items = request.jobs.into_iter().map(item::<SubmitJob>).collect();
+    let answers = engine.submit_batch(&tenant, items, request.atomic).await?;
+    let results = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(submitted) => {
+                let mut view = JobView::from(submitted.job);
+                view.deduplicated = Some(submitted.deduplicated);
+                view.unique = submitted.unique;
+                SubmitItemResult {
+                    job: Some(view),
+                    error: None,
+                }
+            }
+            Err(e) => SubmitItemResult {
+                job: None,
+                error: Some(ApiError::from(e).0),
+            },
+        })
+        .collect();
+    Ok(Json(SubmitBatchResponse { results }))
 }
 
 pub(crate) async fn get(

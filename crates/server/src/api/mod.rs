@@ -52,6 +52,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/api/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/api/v1/jobs/batch", post(jobs::submit_batch))
         .route("/api/v1/jobs/complete", post(work::complete_batch))
         .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))

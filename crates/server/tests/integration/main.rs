@@ -2,6 +2,7 @@
 //! a real server on a loopback port, driven over HTTP and by the worker SDK.
 
 mod api;
+mod batch;
 mod cluster;
 mod common;
 mod queues;

@@ -30,6 +30,19 @@ pub(super) enum Fault {
 /// The result type of every function that runs inside a transaction.
 pub(super) type Res<T> = std::result::Result<T, Fault>;
 
+/// Splits one item's outcome into its caller's answer (the request was
+/// refused: no such job, a transition the lifecycle forbids, an invalid
+/// reference; nothing was written) and a failure that ends the transaction.
+pub(super) fn answer<T>(outcome: Res<T>) -> Res<std::result::Result<T, StoreError>> {
+    match outcome {
+        Ok(value) => Ok(Ok(value)),
+        Err(Fault::Store(
+            e @ (StoreError::NotFound | StoreError::Transition(_) | StoreError::Invalid(_)),
+        )) => Ok(Err(e)),
+        Err(fault) => Err(fault),
+    }
+}
+
 impl From<StoreError> for Fault {
     fn from(e: StoreError) -> Self {
         Fault::Store(e)

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use sqlx_core::query::query;
+use sqlx_core::query_as::query_as;
 use sqlx_core::query_scalar::query_scalar;
 use sqlx_core::row::Row;
 use sqlx_core::sql_str::AssertSqlSafe;
@@ -38,7 +39,7 @@ use taskwheel_core::{
 use uuid::Uuid;
 
 use super::cluster::Shards;
-use super::error::{Res, is_unique_violation};
+use super::error::{Res, answer, is_unique_violation};
 use super::queues;
 use super::rows::{
     self, At, JOB_COLUMN_COUNT, Running, int, job_columns, running_columns, to_millis,
@@ -68,6 +69,14 @@ impl Running {
 const UNIQUE_TRIES: u32 = 5;
 
 pub(super) async fn submit(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Submitted> {
+    let mut answers = submit_many(tx, vec![(job, now)]).await?;
+    Ok(answers
+        .pop()
+        .ok_or_else(|| StoreError::Backend("a submit went unanswered".into()))??)
+}
+
+/// Submits one job in its own statements: its parents, its unique key.
+async fn submit_one(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Submitted> {
     for _ in 0..UNIQUE_TRIES {
         let unique = job.unique.as_ref().map(|_| UniqueOutcome::New);
         if let Some(inserted) = insert_job(tx, job.clone(), now).await? {
@@ -162,6 +171,163 @@ async fn overwrite(tx: &mut Tx, id: JobId, job: &NewJob, now: Timestamp) -> Res<
     load_job(tx, &job.tenant, id, false).await
 }
 
+/// Submits many jobs (each with its own `now`) in two statements whatever
+/// their number: one multi-row `INSERT ... ON CONFLICT DO NOTHING`, then one
+/// lookup of the idempotency keys that were already taken. One answer per
+/// job, in order. An earlier job of the same call with the same key counts
+/// as taken (the later one answers it, deduplicated).
+pub(super) async fn submit_many(
+    tx: &mut Tx,
+    jobs: Vec<(NewJob, Timestamp)>,
+) -> Res<Vec<Result<Submitted>>> {
+    if jobs.iter().any(|(job, _)| {
+        !job.depends_on.is_empty() || job.workflow.is_some() || job.unique.is_some()
+    }) {
+        // Jobs with parents are judged on their parents' rows, unique jobs
+        // on the holder of their key: one by one.
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (job, now) in jobs {
+            answers.push(answer(submit_one(tx, job, now).await)?);
+        }
+        return Ok(answers);
+    }
+    let n = jobs.len();
+    let (mut ids, mut tenants, mut queues, mut kinds, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut priorities, mut states, mut run_ats, mut created) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut concurrency_keys = Vec::with_capacity(n);
+    let (mut timeouts, mut retries, mut keys, mut tags, mut schedules, mut ticks) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (job, now) in &jobs {
+        ids.push(job.id.0);
+        tenants.push(job.tenant.as_str());
+        queues.push(job.queue.as_str());
+        kinds.push(job.kind.as_str());
+        payloads.push(job.payload.clone());
+        priorities.push(i16::from(job.priority.get()));
+        states.push(job.initial_state(*now).as_str());
+        run_ats.push(At(job.run_at));
+        created.push(At(job.created_at));
+        timeouts.push(job.timeout.map(to_millis));
+        retries.push(serde_json::to_value(&job.retry)?);
+        keys.push(job.idempotency_key.as_deref());
+        tags.push(serde_json::to_value(&job.tags)?);
+        schedules.push(job.schedule.map(|(id, _)| id.0));
+        ticks.push(job.schedule.map(|(_, tick)| At(tick)));
+        concurrency_keys.push(job.concurrency_key.as_deref());
+    }
+    // In the order given, so that of two jobs with one key the first wins.
+    let inserted: Vec<Uuid> = query_scalar(
+        "INSERT INTO jobs (id, tenant, queue, kind, payload, priority, state, run_at, created_at, \
+         updated_at, timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, \
+         concurrency_key) \
+         SELECT id, tenant, queue, kind, payload, priority, state, run_at, created_at, created_at, \
+         timeout_ms, retry, idempotency_key, tags, schedule_id, fire_time, concurrency_key \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::smallint[], \
+         $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::jsonb[], $12::text[], \
+         $13::jsonb[], $14::uuid[], $15::timestamptz[], $16::text[]) WITH ORDINALITY \
+         AS u(id, tenant, queue, kind, payload, priority, state, run_at, created_at, timeout_ms, \
+         retry, idempotency_key, tags, schedule_id, fire_time, concurrency_key, n) \
+         ORDER BY n ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&queues)
+    .bind(&kinds)
+    .bind(&payloads)
+    .bind(&priorities)
+    .bind(&states)
+    .bind(&run_ats)
+    .bind(&created)
+    .bind(&timeouts)
+    .bind(&retries)
+    .bind(&keys)
+    .bind(&tags)
+    .bind(&schedules)
+    .bind(&ticks)
+    .bind(&concurrency_keys)
+    .fetch_all(tx.conn())
+    .await?;
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    // ON CONFLICT DO NOTHING waited for any concurrent insert of the same key
+    // to commit; this statement's fresh snapshot sees the winner.
+    let (mut taken_tenants, mut taken_keys) = (vec![], vec![]);
+    for (job, _) in &jobs {
+        if let (false, Some(key)) = (inserted.contains(&job.id.0), &job.idempotency_key) {
+            taken_tenants.push(job.tenant.as_str());
+            taken_keys.push(key.as_str());
+        }
+    }
+    let mut existing = HashMap::new();
+    if !taken_keys.is_empty() {
+        let found = query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE (tenant, idempotency_key) IN \
+             (SELECT * FROM unnest($1::text[], $2::text[]))"
+        ))
+        .bind(&taken_tenants)
+        .bind(&taken_keys)
+        .fetch_all(tx.conn())
+        .await?;
+        for row in &found {
+            let job = rows::job(row)?;
+            if let Some(key) = job.idempotency_key.clone() {
+                existing.insert((job.tenant.clone(), key), job);
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(n);
+    for (job, now) in jobs {
+        if inserted.contains(&job.id.0) {
+            let state = job.initial_state(now);
+            let job = stored(job, state, now);
+            if job.state == JobState::Available {
+                tx.wake(&job.tenant, &job.queue);
+            }
+            answers.push(Ok(Submitted {
+                job,
+                deduplicated: false,
+                unique: None,
+            }));
+            continue;
+        }
+        let winner = job
+            .idempotency_key
+            .clone()
+            .and_then(|key| existing.get(&(job.tenant.clone(), key)));
+        answers.push(match winner {
+            Some(winner) => Ok(Submitted {
+                job: winner.clone(),
+                deduplicated: true,
+                unique: None,
+            }),
+            // Fresh v7 ids do not collide, and a submitted job has no schedule tick.
+            None => Err(StoreError::Backend(format!(
+                "job {} collided on insert",
+                job.id
+            ))),
+        });
+    }
+    Ok(answers)
+}
+
 /// Inserts a job; `None` when it collides with an existing one on a unique
 /// index: the same idempotency key, or the same (schedule, tick).
 pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<Option<Job>> {
@@ -210,18 +376,24 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
     if state == JobState::Available {
         tx.wake(&job.tenant, &job.queue);
     }
-    Ok(Some(Job {
+    Ok(Some(stored(job, state, now)))
+}
+
+/// The job a fresh insert of `job` in `state` stored.
+fn stored(job: NewJob, state: JobState, now: Timestamp) -> Job {
+    Job {
+        state,
+        // A job whose parent already failed is skipped from the start.
+        finished_at: state.is_final().then_some(now),
         id: job.id,
         tenant: job.tenant,
         queue: job.queue,
         kind: job.kind,
         payload: job.payload,
         priority: job.priority,
-        state,
         run_at: job.run_at,
         created_at: job.created_at,
         updated_at: job.created_at,
-        finished_at,
         timeout: job.timeout,
         retry: job.retry,
         idempotency_key: job.idempotency_key,
@@ -238,7 +410,7 @@ pub(super) async fn insert_job(tx: &mut Tx, job: NewJob, now: Timestamp) -> Res<
         unique_key: job.unique.map(|u| u.key),
         progress: None,
         attempts: Vec::new(),
-    }))
+    }
 }
 
 /// A job with its finished attempts, in one statement (one snapshot).
@@ -539,23 +711,68 @@ pub(super) async fn heartbeat(
     })
 }
 
-/// Completes a batch in three statements whatever its size: lock the rows
-/// (in id order), record the attempts, finish the jobs. Items are judged one
-/// by one, so a stale token fails only its own item.
-pub(super) async fn complete(
-    tx: &mut Tx,
-    tenant: &str,
-    items: Vec<Completion>,
-    now: Timestamp,
-) -> Res<Vec<Result<Moved>>> {
-    let ids: Vec<Uuid> = items.iter().map(|i| i.id.0).collect();
+/// One heartbeat of [`heartbeat_many`].
+#[derive(Clone)]
+pub(super) struct Beat {
+    pub(super) tenant: String,
+    pub(super) id: JobId,
+    pub(super) token: LeaseToken,
+    /// A heartbeat that reports progress is run alone ([`heartbeat`]).
+    pub(super) progress: Option<Progress>,
+    pub(super) now: Timestamp,
+}
+
+/// Extends many leases in two statements whatever their number: lock the
+/// running rows (in id order), then one `UPDATE` of the expiries the
+/// lifecycle granted. Each heartbeat is judged on its own, so a stale token
+/// fails only its own answer.
+pub(super) async fn heartbeat_many(tx: &mut Tx, beats: Vec<Beat>) -> Res<Vec<Result<Heartbeat>>> {
+    let ids: Vec<Uuid> = beats.iter().map(|b| b.id.0).collect();
+    let jobs = lock_running(tx, &ids).await?;
+    let mut answers = Vec::with_capacity(beats.len());
+    let (mut extended, mut expiries) = (vec![], vec![]);
+    for beat in beats {
+        let Some(running) = jobs.get(&beat.id).filter(|r| r.tenant == beat.tenant) else {
+            answers.push(Err(
+                not_running(tx, &beat.tenant, beat.id, beat.token).await?
+            ));
+            continue;
+        };
+        match running.check(beat.token) {
+            Ok(lease) => {
+                let expires_at = lifecycle::lease_expiry(beat.now, lease.duration, lease.deadline);
+                extended.push(beat.id.0);
+                expiries.push(At(expires_at));
+                answers.push(Ok(Heartbeat {
+                    expires_at,
+                    cancel_requested: running.cancel_requested,
+                }));
+            }
+            Err(e) => answers.push(Err(e)),
+        }
+    }
+    if !extended.is_empty() {
+        query(
+            "UPDATE jobs AS j SET lease_expires_at = u.expires_at \
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, expires_at) WHERE j.id = u.id",
+        )
+        .bind(extended)
+        .bind(expiries)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(answers)
+}
+
+/// Locks the running jobs among `ids`, in id order (so two callers cannot
+/// deadlock each other), and loads what a worker's report needs.
+pub(super) async fn lock_running(tx: &mut Tx, ids: &[Uuid]) -> Res<HashMap<JobId, Running>> {
     let locked = query(concat!(
         "SELECT ",
         running_columns!(),
-        " FROM jobs WHERE id = ANY($1) AND tenant = $2 AND state = 'running' ORDER BY id FOR UPDATE"
+        " FROM jobs WHERE id = ANY($1) AND state = 'running' ORDER BY id FOR UPDATE"
     ))
-    .bind(&ids)
-    .bind(tenant)
+    .bind(ids)
     .fetch_all(tx.conn())
     .await?;
     let mut jobs = HashMap::with_capacity(locked.len());
@@ -563,13 +780,51 @@ pub(super) async fn complete(
         let running = rows::running(row)?;
         jobs.insert(running.id, running);
     }
+    Ok(jobs)
+}
+
+/// Completes a batch; see [`complete_many`].
+pub(super) async fn complete(
+    tx: &mut Tx,
+    tenant: &str,
+    items: Vec<Completion>,
+    now: Timestamp,
+) -> Res<Vec<Result<Moved>>> {
+    let items = items
+        .into_iter()
+        .map(|item| Done {
+            tenant: tenant.to_string(),
+            item,
+            now,
+        })
+        .collect();
+    complete_many(tx, items).await
+}
+
+/// One completion of [`complete_many`], with its caller's tenant and `now`.
+pub(super) struct Done {
+    pub(super) tenant: String,
+    pub(super) item: Completion,
+    pub(super) now: Timestamp,
+}
+
+/// Completes many jobs in three statements whatever their number: lock the
+/// rows (in id order), record the attempts, finish the jobs. Items are
+/// judged one by one, so a stale token fails only its own item.
+pub(super) async fn complete_many(tx: &mut Tx, items: Vec<Done>) -> Res<Vec<Result<Moved>>> {
+    let ids: Vec<Uuid> = items.iter().map(|d| d.item.id.0).collect();
+    let jobs = lock_running(tx, &ids).await?;
     let mut finished = HashSet::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    let (mut done, mut numbers, mut workers, mut started, mut results) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for item in items {
-        let Some(running) = jobs.get(&item.id) else {
-            outcomes.push(Err(not_running(tx, tenant, item.id, item.token).await?));
+    let (mut done, mut numbers, mut workers, mut started, mut ended, mut results) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // Children released by the batch are released as of its latest `now`.
+    let mut latest = Timestamp::UNIX_EPOCH;
+    // Each outcome's tenant, to tell which queues a completion freed.
+    let tenants: Vec<String> = items.iter().map(|d| d.tenant.clone()).collect();
+    for Done { tenant, item, now } in items {
+        let Some(running) = jobs.get(&item.id).filter(|r| r.tenant == tenant) else {
+            outcomes.push(Err(not_running(tx, &tenant, item.id, item.token).await?));
             continue;
         };
         if finished.contains(&item.id) {
@@ -584,6 +839,8 @@ pub(super) async fn complete(
                 numbers.push(int(running.attempts_total));
                 workers.push(lease.worker.clone());
                 started.push(At(lease.started_at));
+                ended.push(At(now));
+                latest = latest.max(now);
                 results.push(item.result.map(rows::storable_json));
                 outcomes.push(Ok(Moved {
                     state: JobState::Succeeded,
@@ -601,43 +858,46 @@ pub(super) async fn complete(
     }
     query(
         "INSERT INTO attempts (job_id, number, worker, started_at, finished_at, outcome, result) \
-         SELECT u.job_id, u.number, u.worker, u.started_at, $5, $6, u.result \
-         FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $7::jsonb[]) \
-         AS u(job_id, number, worker, started_at, result)",
+         SELECT u.job_id, u.number, u.worker, u.started_at, u.finished_at, $6, u.result \
+         FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[], $5::timestamptz[], \
+         $7::jsonb[]) AS u(job_id, number, worker, started_at, finished_at, result)",
     )
     .bind(&done)
     .bind(numbers)
     .bind(workers)
     .bind(started)
-    .bind(At(now))
+    .bind(&ended)
     .bind(AttemptOutcome::Succeeded.as_str())
     .bind(results)
     .execute(tx.conn())
     .await?;
     // Finishing answers, in the same statement, which of the jobs' queues
     // count running jobs: their waiters may get a job now.
-    let freed: Vec<String> = query_scalar(
-        "WITH done AS (UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
-         worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
-         WHERE id = ANY($1) RETURNING queue) \
-         SELECT DISTINCT s.queue FROM queue_settings AS s JOIN done AS d ON s.queue = d.queue \
-         WHERE s.tenant = $4 AND (s.concurrency IS NOT NULL OR s.key_concurrency IS NOT NULL)",
+    let freed: Vec<(String, String)> = query_as(
+        "WITH done AS (UPDATE jobs AS j SET state = $3, finished_at = u.at, updated_at = u.at, \
+         lease_token = NULL, worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, \
+         lease_ms = NULL FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE j.id = u.id \
+         RETURNING j.tenant, j.queue) \
+         SELECT DISTINCT s.tenant, s.queue FROM queue_settings AS s \
+         JOIN done AS d ON s.tenant = d.tenant AND s.queue = d.queue \
+         WHERE s.concurrency IS NOT NULL OR s.key_concurrency IS NOT NULL",
     )
     .bind(&done)
+    .bind(&ended)
     .bind(JobState::Succeeded.as_str())
-    .bind(At(now))
-    .bind(tenant)
     .fetch_all(tx.conn())
     .await?;
-    for queue in &freed {
+    for (tenant, queue) in &freed {
         tx.wake(tenant, queue);
     }
-    for moved in outcomes.iter_mut().flatten() {
-        moved.freed = freed.contains(&moved.queue);
+    for (moved, tenant) in outcomes.iter_mut().zip(&tenants) {
+        if let Ok(moved) = moved {
+            moved.freed = freed.contains(&(tenant.clone(), moved.queue.clone()));
+        }
     }
     let ended = done.into_iter().map(JobId).collect();
     let mut released: HashMap<JobId, Vec<Released>> = HashMap::new();
-    for (parent, child) in workflows::release_children(tx, ended, now).await? {
+    for (parent, child) in workflows::release_children(tx, ended, latest).await? {
         released.entry(parent).or_default().push(child);
     }
     if !released.is_empty() {

@@ -7,6 +7,7 @@
 //! - `workflows`: job dependencies (release of blocked children) and workflows.
 //! - `jobs`, `schedules`: the SQL of each operation, as functions over a
 //!   `tx::Tx`; transitions are decided by `taskwheel_core::lifecycle`.
+//! - `group`: group commit of concurrent submits, heartbeats and reports.
 //! - `tx`: one operation's transaction; it notifies other nodes of newly
 //!   available jobs as part of its commit.
 //! - `listen`: the receiving side of those notifications
@@ -17,7 +18,9 @@
 //!
 //! # Concurrency
 //! Every [`Store`] operation is one transaction at READ COMMITTED on a pooled
-//! connection (reads are one statement). Nodes coordinate only through row
+//! connection (reads are one statement), except that concurrent submits,
+//! heartbeats and worker reports share one (`group`: group commit, each
+//! still judged and answered on its own). Nodes coordinate only through row
 //! locks and unique indexes, never through memory:
 //! - dequeue, promotion, reaping and schedule firing take their rows
 //!   `FOR UPDATE SKIP LOCKED`, so nodes split the work instead of waiting, and
@@ -135,6 +138,8 @@ pub struct PgStore {
     /// starting it awaits the `LISTEN`.
     listener: Mutex<Option<listen::Listener>>,
     max_connections: u32,
+    /// Where submits, heartbeats and worker reports go to share transactions.
+    groups: group::Groups,
 }
 
 /// Runs `$body`, an expression yielding a future that uses `$tx: &mut Tx`,
@@ -144,7 +149,8 @@ pub struct PgStore {
 /// every run).
 macro_rules! transaction {
     ($store:expr, |$tx:ident| $body:expr) => {{
-        let store: &PgStore = $store;
+        // A `PgStore` or a `group::Db`: anything with `pool` and `max_connections`.
+        let store = $store;
         let (mut conflicts, mut disconnects) = (0u32, 0u32);
         loop {
             let outcome = async {
@@ -180,6 +186,8 @@ macro_rules! transaction {
         }
     }};
 }
+
+mod group;
 
 /// Runs a read (`$body` uses `$db: &PgPool`), again on another connection if
 /// the first one turns out to be dead.
@@ -233,7 +241,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         schema::migrate(&pool, config.schema.as_deref()).await?;
+        let groups = group::Groups::start(group::Db {
+            pool: pool.clone(),
+            max_connections: config.max_connections,
+        });
         Ok(Self {
+            groups,
             pool,
             listener_options,
             listener: Mutex::new(None),
@@ -294,7 +307,29 @@ async fn timer_pass(
 #[async_trait]
 impl Store for PgStore {
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted> {
-        transaction!(self, |tx| jobs::submit(tx, job.clone(), now))
+        self.groups
+            .run(|reply| group::Op::Submit {
+                job: Box::new(job),
+                now,
+                reply,
+            })
+            .await
+    }
+
+    async fn submit_batch(
+        &self,
+        jobs: Vec<NewJob>,
+        atomic: bool,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Submitted>>> {
+        transaction!(self, |tx| async {
+            let items = jobs.iter().map(|job| (job.clone(), now)).collect();
+            let answers = jobs::submit_many(tx, items).await?;
+            if atomic && let Some(Err(e)) = answers.iter().find(|a| a.is_err()) {
+                return Err(Fault::Store(e.clone()));
+            }
+            Ok(answers)
+        })
     }
 
     async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job> {
@@ -317,14 +352,16 @@ impl Store for PgStore {
         progress: Option<Progress>,
         now: Timestamp,
     ) -> Result<Heartbeat> {
-        transaction!(self, |tx| jobs::heartbeat(
-            tx,
-            tenant,
+        let beat = jobs::Beat {
+            tenant: tenant.to_string(),
             id,
             token,
-            progress.clone(),
-            now
-        ))
+            progress,
+            now,
+        };
+        self.groups
+            .run(|reply| group::Op::Heartbeat { beat, reply })
+            .await
     }
 
     async fn complete(
@@ -333,7 +370,15 @@ impl Store for PgStore {
         items: Vec<Completion>,
         now: Timestamp,
     ) -> Result<Vec<Result<Moved>>> {
-        transaction!(self, |tx| jobs::complete(tx, tenant, items.clone(), now))
+        let tenant = tenant.to_string();
+        self.groups
+            .run(|reply| group::Op::Complete {
+                tenant,
+                items,
+                now,
+                reply,
+            })
+            .await
     }
 
     async fn fail(
@@ -345,15 +390,15 @@ impl Store for PgStore {
         cause: FailureCause,
         now: Timestamp,
     ) -> Result<Moved> {
-        transaction!(self, |tx| jobs::fail(
-            tx,
-            tenant,
-            id,
-            token,
-            error.clone(),
-            cause,
-            now
-        ))
+        let report = group::Report::new(tenant, id, token, now);
+        self.groups
+            .run(|reply| group::Op::Fail {
+                report,
+                error,
+                cause,
+                reply,
+            })
+            .await
     }
 
     async fn snooze(
@@ -364,7 +409,14 @@ impl Store for PgStore {
         delay: Duration,
         now: Timestamp,
     ) -> Result<Moved> {
-        transaction!(self, |tx| jobs::snooze(tx, tenant, id, token, delay, now))
+        let report = group::Report::new(tenant, id, token, now);
+        self.groups
+            .run(|reply| group::Op::Snooze {
+                report,
+                delay,
+                reply,
+            })
+            .await
     }
 
     async fn cancel(

@@ -98,6 +98,17 @@ impl Store for SqliteStore {
         self.writer.write(move |c| ops::submit(c, job, now)).await
     }
 
+    async fn submit_batch(
+        &self,
+        jobs: Vec<NewJob>,
+        atomic: bool,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Submitted>>> {
+        self.writer
+            .write(move |c| ops::submit_batch(c, jobs, atomic, now))
+            .await
+    }
+
     async fn get_job(&self, tenant: &str, id: JobId) -> Result<Job> {
         let tenant = tenant.to_string();
         self.readers

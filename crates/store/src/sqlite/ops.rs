@@ -100,6 +100,33 @@ fn overwrite(conn: &Connection, id: JobId, job: &NewJob, now: Timestamp) -> Resu
     load_job(conn, &job.tenant, id)
 }
 
+/// Submits each job in order, in the writer's transaction. Without `atomic`
+/// each item runs in its own savepoint, so a failing item is rolled back
+/// alone; with it, the first failure is the answer and the writer rolls the
+/// whole operation back.
+pub(super) fn submit_batch(
+    conn: &Connection,
+    jobs: Vec<NewJob>,
+    atomic: bool,
+    now: Timestamp,
+) -> Result<Vec<Result<Submitted>>> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if atomic {
+            outcomes.push(Ok(submit(conn, job, now)?));
+            continue;
+        }
+        conn.prepare_cached("SAVEPOINT item")?.execute([])?;
+        let outcome = submit(conn, job, now);
+        if outcome.is_err() {
+            conn.prepare_cached("ROLLBACK TO item")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE item")?.execute([])?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
 /// Inserts a job; `None` when a job for the same (schedule, tick) already exists.
 pub(super) fn insert_job(conn: &Connection, job: NewJob, now: Timestamp) -> Result<Option<Job>> {
     let state = workflows::initial_state(conn, &job, now)?;
