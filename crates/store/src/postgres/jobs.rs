@@ -1013,16 +1013,19 @@ async fn end_attempt(
 /// Moves a job to a final state, clears its lease, and releases the
 /// dependent jobs that were waiting for it.
 async fn finish(tx: &mut Tx, id: JobId, state: JobState, now: Timestamp) -> Res<Vec<Released>> {
-    query(
+    let has_children = query(
         "UPDATE jobs SET state = $2, finished_at = $3, updated_at = $3, lease_token = NULL, \
          worker = NULL, started_at = NULL, lease_expires_at = NULL, deadline = NULL, lease_ms = NULL \
-         WHERE id = $1",
+         WHERE id = $1 RETURNING has_children",
     )
     .bind(id.0)
     .bind(state.as_str())
     .bind(At(now))
-    .execute(tx.conn())
+    .fetch_one(tx.conn())
     .await?;
+    if !has_children.try_get::<bool, _>(0)? {
+        return Ok(Vec::new());
+    }
     let released = workflows::release_children(tx, vec![id], now).await?;
     Ok(released.into_iter().map(|(_, child)| child).collect())
 }

@@ -176,6 +176,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_settings_wake ON queue_settings (wake_at) WHERE wake_at IS NOT NULL;
     "#,
+    // 6: which jobs have dependents (SQLite's migration 6).
+    r#"
+    ALTER TABLE jobs ADD COLUMN has_children boolean NOT NULL DEFAULT false;
+    UPDATE jobs SET has_children = true WHERE id IN (SELECT parent_id FROM job_deps);
+    "#,
 ];
 
 /// The schema version a fully migrated database is at.

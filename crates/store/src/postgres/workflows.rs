@@ -6,7 +6,8 @@
 //! transaction locks the blocked child `FOR UPDATE` before counting its
 //! parents in a later statement: the second one waits for the first to
 //! commit, and its count (a fresh snapshot at READ COMMITTED) sees both
-//! parents ended. A child being submitted locks its parents `FOR SHARE`, so
+//! parents ended. A child being submitted locks its parents (`FOR NO KEY
+//! UPDATE`: it marks them as having children), so
 //! a parent cannot end unseen between the child's count and its commit.
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use super::tx::Tx;
 use crate::{LeasedJob, Released, StoreError, WorkflowSubmitted};
 
 /// The state a new job starts in: from its parents when it has some (every
-/// one must exist in the tenant; they are locked `FOR SHARE` until commit),
+/// one must exist in the tenant; they stay locked until commit),
 /// else from its due time.
 pub(super) async fn initial_state(tx: &mut Tx, job: &NewJob, now: Timestamp) -> Res<JobState> {
     if job.depends_on.is_empty() {
@@ -37,7 +38,9 @@ pub(super) async fn initial_state(tx: &mut Tx, job: &NewJob, now: Timestamp) -> 
     }
     let ids: Vec<Uuid> = job.depends_on.iter().map(|id| id.0).collect();
     let found = query(
-        "SELECT id, state FROM jobs WHERE id = ANY($1) AND tenant = $2 ORDER BY id FOR SHARE",
+        // FOR NO KEY UPDATE, not FOR SHARE: the parents are marked as having
+        // children below, and two submits upgrading shared locks would deadlock.
+        "SELECT id, state FROM jobs WHERE id = ANY($1) AND tenant = $2 ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(&ids)
     .bind(&job.tenant)
@@ -64,15 +67,20 @@ pub(super) async fn initial_state(tx: &mut Tx, job: &NewJob, now: Timestamp) -> 
     Ok(Standing::of(states.into_values()).state(job.on_parent_failure, job.run_at, now))
 }
 
-/// Records the (parent, child) edges of a stored job.
+/// Records the (parent, child) edges of a stored job, and marks the parents
+/// as having children.
 pub(super) async fn insert_edges(tx: &mut Tx, child: JobId, parents: &[JobId]) -> Res<()> {
     if parents.is_empty() {
         return Ok(());
     }
     let parents: Vec<Uuid> = parents.iter().map(|id| id.0).collect();
     query("INSERT INTO job_deps (parent_id, child_id) SELECT unnest($1::uuid[]), $2")
-        .bind(parents)
+        .bind(&parents)
         .bind(child.0)
+        .execute(tx.conn())
+        .await?;
+    query("UPDATE jobs SET has_children = true WHERE id = ANY($1) AND NOT has_children")
+        .bind(&parents)
         .execute(tx.conn())
         .await?;
     Ok(())

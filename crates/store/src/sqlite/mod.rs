@@ -60,6 +60,11 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         // The checkpointer thread copies the WAL back; the writer must never stall on it.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Each operation of a group runs in a savepoint, so SQLite keeps the
+        // pages it changes in a statement journal; in memory, not a temp
+        // file written on every first change of a page (a third of the
+        // burn-down throughput, measured).
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let writer = Writer::spawn(conn)
             .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
         let readers = Readers::open(&path, READERS)?;

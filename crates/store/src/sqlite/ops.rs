@@ -370,6 +370,8 @@ struct Running {
     cancel_requested: bool,
     retry: String,
     lease: Option<RunningLease>,
+    /// Whether other jobs depend on this one.
+    has_children: bool,
 }
 
 impl Running {
@@ -384,7 +386,8 @@ impl Running {
 fn load_running(conn: &Connection, tenant: &str, id: JobId) -> Result<Running> {
     conn.prepare_cached(
         "SELECT tenant, queue, state, attempt, attempts_total, cancel_requested, retry, \
-         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms FROM jobs WHERE id = ?1 AND tenant = ?2",
+         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, has_children \
+         FROM jobs WHERE id = ?1 AND tenant = ?2",
     )?
     .query_row(params![id.0, tenant], |row| {
         Ok((|| {
@@ -398,6 +401,7 @@ fn load_running(conn: &Connection, tenant: &str, id: JobId) -> Result<Running> {
                 cancel_requested: row.get(5)?,
                 retry: row.get(6)?,
                 lease: rows::lease(row, 7)?,
+                has_children: row.get(13)?,
             })
         })())
     })
@@ -462,7 +466,13 @@ fn complete_one(
         result,
         now,
     )?;
-    let released = finish(conn, item.id, JobState::Succeeded, now)?;
+    let released = finish(
+        conn,
+        item.id,
+        JobState::Succeeded,
+        running.has_children,
+        now,
+    )?;
     Ok(Moved {
         state: JobState::Succeeded,
         run_at: None,
@@ -528,7 +538,7 @@ fn apply_failure(
         }
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
-            let released = finish(conn, id, state, now)?;
+            let released = finish(conn, id, state, running.has_children, now)?;
             if state == JobState::Failed {
                 // A schedule's health counts its dead-lettered runs.
                 conn.prepare_cached(
@@ -609,13 +619,21 @@ pub(super) fn finish(
     conn: &Connection,
     id: JobId,
     state: JobState,
+    has_children: bool,
     now: Timestamp,
 ) -> Result<Vec<Released>> {
     end(conn, id, state, now)?;
-    workflows::release_children(conn, vec![id], now)
+    // Most jobs have no dependents: then nothing more is read.
+    if has_children {
+        workflows::release_children(conn, vec![id], now)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
-/// The write of [`finish`], without looking at children.
+/// The write of [`finish`], without looking at children. A plain update of
+/// one row by id: no `RETURNING`, which would make SQLite keep a statement
+/// journal of every page it changes.
 pub(super) fn end(conn: &Connection, id: JobId, state: JobState, now: Timestamp) -> Result<()> {
     conn.prepare_cached(
         "UPDATE jobs SET state = ?2, finished_at = ?3, updated_at = ?3, lease_token = NULL, worker = NULL, \
@@ -661,7 +679,12 @@ pub(super) fn cancel(
 ) -> Result<(Job, Vec<Released>)> {
     let job = load_job(conn, tenant, id)?;
     let released = match lifecycle::cancel(job.state)? {
-        CancelEffect::Cancelled => finish(conn, id, JobState::Cancelled, now)?,
+        CancelEffect::Cancelled => {
+            let has_children = conn
+                .prepare_cached("SELECT has_children FROM jobs WHERE id = ?1")?
+                .query_row(params![id.0], |row| row.get(0))?;
+            finish(conn, id, JobState::Cancelled, has_children, now)?
+        }
         CancelEffect::Requested => {
             conn.prepare_cached(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",

@@ -153,6 +153,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX queue_settings_wake ON queue_settings (wake_at) WHERE wake_at IS NOT NULL;
     "#,
+    // 6: which jobs have dependents, so ending a job without any looks for none.
+    r#"
+    ALTER TABLE jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET has_children = 1 WHERE id IN (SELECT parent_id FROM job_deps);
+    "#,
 ];
 
 /// Brings the database to the newest schema, one transaction per step.

@@ -37,12 +37,19 @@ pub(super) fn initial_state(conn: &Connection, job: &NewJob, now: Timestamp) -> 
     Ok(Standing::of(states).state(job.on_parent_failure, job.run_at, now))
 }
 
-/// Records the (parent, child) edges of a stored job.
+/// Records the (parent, child) edges of a stored job, and marks the parents
+/// as having children.
 pub(super) fn insert_edges(conn: &Connection, child: JobId, parents: &[JobId]) -> Result<()> {
+    if parents.is_empty() {
+        return Ok(());
+    }
     let mut insert =
         conn.prepare_cached("INSERT INTO job_deps (parent_id, child_id) VALUES (?1, ?2)")?;
+    let mut mark =
+        conn.prepare_cached("UPDATE jobs SET has_children = 1 WHERE id = ?1 AND has_children = 0")?;
     for parent in parents {
         insert.execute(params![parent.0, child.0])?;
+        mark.execute(params![parent.0])?;
     }
     Ok(())
 }
@@ -58,7 +65,7 @@ pub(super) fn release_children(
     let mut work = ended;
     let mut released = Vec::new();
     let mut children = conn.prepare_cached(
-        "SELECT c.id, c.tenant, c.queue, c.run_at, c.on_parent_failure FROM job_deps d \
+        "SELECT c.id, c.tenant, c.queue, c.run_at, c.on_parent_failure, c.has_children FROM job_deps d \
          JOIN jobs c ON c.id = d.child_id WHERE d.parent_id = ?1 AND c.state = 'blocked'",
     )?;
     let mut parents = conn.prepare_cached(
@@ -73,10 +80,11 @@ pub(super) fn release_children(
                     row.get::<_, String>(2)?,
                     from_micros(row.get(3)?),
                     row.get::<_, Option<String>>(4)?,
+                    row.get::<_, bool>(5)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (child, tenant, queue, run_at, policy) in blocked {
+        for (child, tenant, queue, run_at, policy, has_children) in blocked {
             let policy: ParentFailure = policy
                 .as_deref()
                 .map(str::parse)
@@ -91,8 +99,10 @@ pub(super) fn release_children(
             match state {
                 JobState::Blocked => continue,
                 JobState::Skipped => {
-                    ops::finish(conn, child, JobState::Skipped, now)?;
-                    work.push(child);
+                    ops::end(conn, child, JobState::Skipped, now)?;
+                    if has_children {
+                        work.push(child);
+                    }
                 }
                 _ => {
                     conn.prepare_cached(
@@ -228,9 +238,12 @@ pub(super) fn cancel_group(
     let cancelled = conn
         .prepare_cached(&format!(
             "UPDATE jobs SET state = 'cancelled', finished_at = ?2, updated_at = ?2 \
-             WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id"
+             WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id, has_children"
         ))?
-        .query_map(params_from_iter(&args), |row| Ok(JobId(row.get(0)?)))?
+        .query_map(params_from_iter(&args), |row| {
+            Ok((JobId(row.get(0)?), row.get::<_, bool>(1)?))
+        })?
+        .filter_map(|r| r.map(|(id, has)| has.then_some(id)).transpose())
         .collect::<rusqlite::Result<Vec<_>>>()?;
     release_children(conn, cancelled, now)
 }
