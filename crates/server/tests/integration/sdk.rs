@@ -23,6 +23,20 @@ async fn wait_for(client: &Client, id: JobId, state: JobState) -> taskwheel_core
     panic!("job {id} never reached {state}");
 }
 
+/// Runs `worker` until the sender is used (or dropped).
+fn run(
+    worker: Worker,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), taskwheel_client::WorkerError>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (stop, running)
+}
+
 fn submit(kind: &str, payload: serde_json::Value) -> SubmitJob {
     SubmitJob::new(kind, payload)
 }
@@ -53,10 +67,7 @@ async fn handlers_run_by_kind_with_typed_outcomes() {
         })
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, running) = run(worker);
 
     let double = client
         .submit(&submit("double", json!({"n": 21})))
@@ -115,10 +126,7 @@ async fn a_cancel_reaches_the_running_handler() {
         })
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, running) = run(worker);
     let id = client.submit(&submit("long", json!({}))).await.unwrap().id;
     let mut started = started;
     tokio::time::timeout(Duration::from_secs(10), started.recv())
@@ -151,10 +159,7 @@ async fn shutdown_releases_jobs_that_outlive_the_grace_period() {
         })
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, running) = run(worker);
     let id = client.submit(&submit("stuck", json!({}))).await.unwrap().id;
     tokio::time::timeout(Duration::from_secs(10), started.recv())
         .await
@@ -197,10 +202,7 @@ async fn a_handler_reads_its_parents_results() {
         })
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, running) = run(worker);
     let workflow = serde_json::from_value(json!({"jobs": [
         {"name": "a", "kind": "count", "payload": {"n": 2}},
         {"name": "b", "kind": "count", "payload": {"n": 40}},
@@ -236,10 +238,7 @@ async fn handlers_report_progress_that_the_job_shows() {
         })
         .build()
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let (stop, running) = run(worker);
     let id = client.submit(&submit("steps", json!({}))).await.unwrap().id;
     let mut seen = None;
     for _ in 0..250 {
