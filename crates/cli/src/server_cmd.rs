@@ -30,6 +30,24 @@ pub(crate) struct ServerArgs {
     /// renewal, i.e. how soon other nodes take over the timer work of a node that died.
     #[arg(long, env = "TASKWHEEL_SHARD_TTL", default_value = "5s", value_parser = taskwheel_core::parse_duration)]
     pub(crate) shard_ttl: Duration,
+    /// How long ended jobs (succeeded, failed, cancelled, skipped) are kept,
+    /// with their attempts, before they are deleted; `off` keeps them for ever.
+    #[arg(long, env = "TASKWHEEL_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub(crate) retention: Retention,
+}
+
+/// `--retention`: a duration, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention(Option<Duration>);
+
+fn parse_retention(arg: &str) -> Result<Retention, String> {
+    if arg == "off" {
+        return Ok(Retention(None));
+    }
+    match taskwheel_core::parse_duration(arg)? {
+        d if d.is_zero() => Err("give a duration longer than zero, or `off`".into()),
+        d => Ok(Retention(Some(d))),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -52,7 +70,11 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Arc<Engine>, TcpListener)> 
             let store = SqliteStore::open(&args.data_dir)
                 .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
             tracing::info!(data_dir = %args.data_dir.display(), "embedded store");
-            Engine::new(Arc::new(store), Arc::new(SystemClock))
+            let options = EngineOptions {
+                retention: args.retention.0,
+                ..EngineOptions::default()
+            };
+            Engine::with_options(Arc::new(store), Arc::new(SystemClock), options)
         }
         Some(url) => {
             let store = PgStore::connect(url)
@@ -73,6 +95,7 @@ async fn start(args: &ServerArgs) -> anyhow::Result<(Arc<Engine>, TcpListener)> 
                     node: node.clone(),
                     shard_ttl: args.shard_ttl,
                 }),
+                retention: args.retention.0,
             };
             // Every decision about time is the database's, whatever this machine's clock says.
             let clock = Arc::new(DatabaseClock::new(Arc::new(SystemClock)));

@@ -57,6 +57,12 @@ pub fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(signed).unwrap_or(Timestamp::MAX)
 }
 
+/// `t - d`, saturating at the smallest representable instant.
+pub fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    let signed = jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    t.checked_sub(signed).unwrap_or(Timestamp::MIN)
+}
+
 /// Microseconds since the Unix epoch: the storage representation of instants.
 pub fn to_micros(t: Timestamp) -> i64 {
     t.as_microsecond()

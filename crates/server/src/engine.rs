@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use taskwheel_core::lifecycle::FailureCause;
+use taskwheel_core::time::add;
 use taskwheel_core::wire::{self, LeaseRequest, SubmitBatch, SubmitJob};
 use taskwheel_core::workflow::{SubmitWorkflow, WorkflowId};
 use taskwheel_core::{Clock, FieldError, Job, JobId, JobState, LeaseToken};
@@ -37,6 +38,9 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Settings of an engine; the defaults suit a single node.
+/// How long ended jobs are kept by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// The longest the timer loop sleeps without asking the store again. On
@@ -46,13 +50,22 @@ pub struct EngineOptions {
     pub timer_ceiling: Duration,
     /// Set when the store is shared with other nodes.
     pub cluster: Option<ClusterOptions>,
+    /// How long ended jobs (succeeded, failed, cancelled, skipped) are kept
+    /// before the timer loop deletes them; `None` keeps them for ever.
+    pub retention: Option<Duration>,
 }
+
+/// Retention deletes at most this many jobs per pass, and runs a pass at
+/// most this often, so it never holds up due work.
+const PURGE_BATCH: u32 = 1000;
+const PURGE_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             timer_ceiling: Duration::from_secs(60),
             cluster: None,
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
@@ -67,6 +80,8 @@ pub struct Engine {
     /// The scheduler shards this node holds; `None` until the first claim, and
     /// for ever on a single-node store.
     pub(crate) shards: Mutex<Option<HeldShards>>,
+    /// When retention last ran (this engine's clock).
+    last_purge: Mutex<Option<Timestamp>>,
     /// Flipped once at shutdown so long-polls return at once instead of holding it up.
     shutdown: watch::Sender<bool>,
 }
@@ -84,6 +99,7 @@ impl Engine {
         Arc::new(Self {
             options,
             shards: Mutex::new(None),
+            last_purge: Mutex::new(None),
             store,
             clock,
             dispatch: Arc::default(),
@@ -405,7 +421,34 @@ impl Engine {
         for q in woken.queues {
             self.dispatch.wake(&q.tenant, &q.queue);
         }
+        self.purge_if_due(shards.as_ref()).await?;
         Ok(next)
+    }
+
+    /// Retention: every [`PURGE_EVERY`] of this clock, deletes up to
+    /// [`PURGE_BATCH`] jobs that ended longer than `retention` ago (of this
+    /// node's shards). A backlog drains a batch per pass.
+    async fn purge_if_due(&self, shards: Option<&ShardClaim>) -> Result<()> {
+        let Some(retention) = self.options.retention else {
+            return Ok(());
+        };
+        let now = self.now();
+        {
+            let mut last = self.last_purge.lock().expect("purge lock");
+            if last.is_some_and(|at| now < add(at, PURGE_EVERY)) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let before = taskwheel_core::time::sub(now, retention);
+        let purged = self
+            .store
+            .purge_finished(before, PURGE_BATCH, shards)
+            .await?;
+        if purged > 0 {
+            tracing::debug!(purged, "deleted ended jobs past retention");
+        }
+        Ok(())
     }
 
     /// The shards the timer pass may work on: `None` (all) on a single node;

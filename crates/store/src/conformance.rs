@@ -23,7 +23,9 @@ use taskwheel_core::{
 use crate::{Completion, JobFilter, LeaseParams, LeasedJob, ScheduleKey, Store, StoreError};
 
 mod dependencies;
+mod retention;
 pub use dependencies::*;
+pub use retention::*;
 
 /// What an engine's test hands the suite: a fresh store, or, for an engine
 /// whose server may be absent on this machine, `None` to skip the case.
@@ -94,6 +96,7 @@ macro_rules! conformance_tests {
             parents_ending_at_once_release_the_child_once,
             a_workflow_fans_out_and_in,
             a_workflow_is_cancelled_and_deduplicated,
+            ended_jobs_are_purged_after_retention,
             unique_skip_returns_the_job_holding_the_key,
             unique_replace_overwrites_only_a_pending_job,
             unique_debounce_pushes_the_run_time,

@@ -392,6 +392,17 @@ pub trait Store: Send + Sync + 'static {
         Ok((woken, self.next_timer().await?))
     }
 
+    /// Retention: deletes up to `limit` jobs that ended (succeeded, failed,
+    /// cancelled, skipped) before `before`, with their attempts and
+    /// dependency edges, oldest first; answers how many. `shards` limits it
+    /// to this node's scheduler shards, as for [`Store::timer_pass`].
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        shards: Option<&ShardClaim>,
+    ) -> Result<u64>;
+
     /// Registers or refreshes `node` and claims its fair share of the
     /// scheduler shards for `ttl`, judged by the database's clock. Answers the
     /// shards the node holds now, each with its fencing epoch; `None` means

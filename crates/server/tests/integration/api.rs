@@ -433,3 +433,32 @@ async fn retries_follow_the_backoff_on_the_injected_clock() {
     assert_eq!(dead["jobs"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ended_jobs_are_deleted_after_the_default_retention() {
+    let (server, clock) = TestServer::with_manual_clock(t0()).await;
+    let (_, done) = server.post("/api/v1/jobs", json!({"kind": "k"})).await;
+    let (_, pending) = server
+        .post("/api/v1/jobs", json!({"kind": "k", "delay": "30d"}))
+        .await;
+    let jobs = lease(&server, json!({"worker": "w1"})).await;
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/jobs/{}/complete", done["id"].as_str().unwrap()),
+            json!({"lease_token": jobs[0]["lease_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let path = format!("/api/v1/jobs/{}", done["id"].as_str().unwrap());
+
+    // Six days and some later it is still there; past seven days it is gone.
+    clock.advance(Duration::from_secs(6 * 24 * 3600 + 3600));
+    server.engine.tick().await.unwrap();
+    assert_eq!(server.get(&path).await.0, 200);
+    clock.advance(Duration::from_secs(24 * 3600));
+    server.engine.tick().await.unwrap();
+    assert_eq!(server.get(&path).await.0, 404);
+    let pending_path = format!("/api/v1/jobs/{}", pending["id"].as_str().unwrap());
+    assert_eq!(server.get(&pending_path).await.0, 200, "pending jobs stay");
+    server.stop().await;
+}

@@ -177,6 +177,7 @@ fn member(name: &str) -> taskwheel_server::EngineOptions {
             },
             shard_ttl: Duration::from_secs(3),
         }),
+        ..taskwheel_server::EngineOptions::default()
     }
 }
 

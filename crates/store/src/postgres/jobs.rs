@@ -1226,3 +1226,37 @@ pub(super) async fn available_queues(pool: &PgPool) -> Res<Vec<QueueRef>> {
         })
         .collect()
 }
+
+/// Retention: deletes up to `limit` jobs of `shards` that ended before
+/// `before`, with their attempts and edges (see the SQLite engine for why a
+/// blocked child may lose an ended parent).
+pub(super) async fn purge_finished(
+    tx: &mut Tx,
+    before: Timestamp,
+    limit: u32,
+    shards: &Shards,
+) -> Res<u64> {
+    let ids: Vec<Uuid> = query_scalar(AssertSqlSafe(format!(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
+         AND finished_at < $1 AND state IN ('succeeded', 'failed', 'cancelled', 'skipped'){} \
+         ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id",
+        Shards::condition(3)
+    )))
+    .bind(At(before))
+    .bind(i64::from(limit))
+    .bind(shards.count)
+    .bind(&shards.owned)
+    .fetch_all(tx.conn())
+    .await?;
+    if !ids.is_empty() {
+        query("DELETE FROM attempts WHERE job_id = ANY($1)")
+            .bind(&ids)
+            .execute(tx.conn())
+            .await?;
+        query("DELETE FROM job_deps WHERE parent_id = ANY($1) OR child_id = ANY($1)")
+            .bind(&ids)
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(ids.len() as u64)
+}

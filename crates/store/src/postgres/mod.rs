@@ -304,6 +304,23 @@ async fn timer_pass(
     Ok((woken, next))
 }
 
+/// Retention for the shards `claim` holds (all of them without a claim).
+async fn purge_finished(
+    tx: &mut Tx,
+    before: Timestamp,
+    limit: u32,
+    claim: Option<&ShardClaim>,
+) -> Res<u64> {
+    let shards = match claim {
+        None => cluster::Shards::all(),
+        Some(claim) => cluster::valid_shards(tx, claim).await?,
+    };
+    if shards.owned.is_empty() {
+        return Ok(0);
+    }
+    jobs::purge_finished(tx, before, limit, &shards).await
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn submit(&self, job: NewJob, now: Timestamp) -> Result<Submitted> {
@@ -527,6 +544,15 @@ impl Store for PgStore {
         now: Timestamp,
     ) -> Result<Vec<QueueStats>> {
         read!(self, |db| queues::stats(db, tenant, queue, now))
+    }
+
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        shards: Option<&ShardClaim>,
+    ) -> Result<u64> {
+        transaction!(self, |tx| purge_finished(tx, before, limit, shards))
     }
 
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {

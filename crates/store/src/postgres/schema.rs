@@ -181,6 +181,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN has_children boolean NOT NULL DEFAULT false;
     UPDATE jobs SET has_children = true WHERE id IN (SELECT parent_id FROM job_deps);
     "#,
+    // 7: retention finds ended jobs by when they ended (SQLite's migration 7).
+    r#"
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version a fully migrated database is at.

@@ -309,6 +309,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn purge_finished(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        // One node owns an embedded database.
+        _shards: Option<&ShardClaim>,
+    ) -> Result<u64> {
+        self.writer
+            .write(move |c| ops::purge_finished(c, before, limit))
+            .await
+    }
+
     async fn create_schedule(&self, schedule: ScheduleRecord) -> Result<ScheduleRecord> {
         self.writer
             .write(move |c| schedules::create(c, schedule))

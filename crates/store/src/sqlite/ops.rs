@@ -784,3 +784,29 @@ pub(super) fn next_timer(conn: &Connection) -> Result<Option<Timestamp>> {
         .query_row([], |row| row.get(0))?;
     Ok(next.map(from_micros))
 }
+
+/// Retention: deletes up to `limit` jobs that ended before `before`, with
+/// their attempts and edges. A blocked child that loses an ended parent
+/// this way still judges its parents right: only unfinished and
+/// unsuccessful parents count, and an unsuccessful one already skipped it
+/// (or, policy `run`, only needs it ended).
+pub(super) fn purge_finished(conn: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
+    let ids = conn
+        .prepare_cached(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
+             AND finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled', 'skipped') \
+             ORDER BY finished_at LIMIT ?2) RETURNING id",
+        )?
+        .query_map(params![to_micros(before), i64::from(limit)], |row| {
+            row.get::<_, uuid::Uuid>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE job_id = ?1")?;
+    let mut edges =
+        conn.prepare_cached("DELETE FROM job_deps WHERE parent_id = ?1 OR child_id = ?1")?;
+    for id in &ids {
+        attempts.execute(params![id])?;
+        edges.execute(params![id])?;
+    }
+    Ok(ids.len() as u64)
+}

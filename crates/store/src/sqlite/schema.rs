@@ -158,6 +158,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET has_children = 1 WHERE id IN (SELECT parent_id FROM job_deps);
     "#,
+    // 7: retention finds ended jobs by when they ended.
+    r#"
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest schema, one transaction per step.
