@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             a_workflow_fans_out_and_in,
             a_workflow_is_cancelled_and_deduplicated,
             ended_jobs_are_purged_after_retention,
+            a_workflow_goes_with_its_last_job,
             unique_skip_returns_the_job_holding_the_key,
             unique_replace_overwrites_only_a_pending_job,
             unique_debounce_pushes_the_run_time,

@@ -81,3 +81,40 @@ pub async fn ended_jobs_are_purged_after_retention(store: Arc<dyn Store>) {
     let kid = store.lease(params(&["kids"], 1), secs(63)).await.unwrap();
     assert_eq!(kid[0].parents.len(), 1, "only the parent still stored");
 }
+
+pub async fn a_workflow_goes_with_its_last_job(store: Arc<dyn Store>) {
+    let workflow = serde_json::from_value::<taskwheel_core::workflow::SubmitWorkflow>(json!({
+        "jobs": [{"name": "a", "kind": "k"}, {"name": "b", "kind": "k", "depends_on": ["a"]}]
+    }))
+    .unwrap()
+    .validate("default", t0())
+    .unwrap();
+    let stored = store.submit_workflow(workflow, t0()).await.unwrap();
+    let id = stored.workflow.id;
+    let a = lease_one(&store, secs(1)).await;
+    store
+        .fail(
+            "default",
+            a.job.id,
+            a.token,
+            "no".into(),
+            FailureCause::Error {
+                retry: false,
+                retry_after: None,
+            },
+            secs(2),
+        )
+        .await
+        .unwrap();
+    // `a` failed and `b` was skipped: both ended at secs(2).
+    assert_eq!(store.purge_finished(secs(3), 1, None).await.unwrap(), 1);
+    assert_eq!(
+        store.get_workflow("default", id).await.unwrap().jobs.len(),
+        1
+    );
+    assert_eq!(store.purge_finished(secs(3), 10, None).await.unwrap(), 1);
+    assert!(matches!(
+        store.get_workflow("default", id).await,
+        Err(StoreError::WorkflowNotFound)
+    ));
+}

@@ -1236,10 +1236,10 @@ pub(super) async fn purge_finished(
     limit: u32,
     shards: &Shards,
 ) -> Res<u64> {
-    let ids: Vec<Uuid> = query_scalar(AssertSqlSafe(format!(
+    let ended: Vec<(Uuid, Option<Uuid>)> = sqlx_core::query_as::query_as(AssertSqlSafe(format!(
         "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
          AND finished_at < $1 AND state IN ('succeeded', 'failed', 'cancelled', 'skipped'){} \
-         ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id",
+         ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, workflow_id",
         Shards::condition(3)
     )))
     .bind(At(before))
@@ -1248,15 +1248,28 @@ pub(super) async fn purge_finished(
     .bind(&shards.owned)
     .fetch_all(tx.conn())
     .await?;
-    if !ids.is_empty() {
-        query("DELETE FROM attempts WHERE job_id = ANY($1)")
-            .bind(&ids)
-            .execute(tx.conn())
-            .await?;
-        query("DELETE FROM job_deps WHERE parent_id = ANY($1) OR child_id = ANY($1)")
-            .bind(&ids)
-            .execute(tx.conn())
-            .await?;
+    if ended.is_empty() {
+        return Ok(0);
     }
-    Ok(ids.len() as u64)
+    let ids: Vec<Uuid> = ended.iter().map(|(id, _)| *id).collect();
+    let workflows: Vec<Uuid> = ended.iter().filter_map(|(_, w)| *w).collect();
+    query("DELETE FROM attempts WHERE job_id = ANY($1)")
+        .bind(&ids)
+        .execute(tx.conn())
+        .await?;
+    query("DELETE FROM job_deps WHERE parent_id = ANY($1) OR child_id = ANY($1)")
+        .bind(&ids)
+        .execute(tx.conn())
+        .await?;
+    if !workflows.is_empty() {
+        // A workflow goes with its last job.
+        query(
+            "DELETE FROM workflows AS w WHERE w.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = w.id)",
+        )
+        .bind(&workflows)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(ended.len() as u64)
 }

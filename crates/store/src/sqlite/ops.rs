@@ -791,22 +791,32 @@ pub(super) fn next_timer(conn: &Connection) -> Result<Option<Timestamp>> {
 /// unsuccessful parents count, and an unsuccessful one already skipped it
 /// (or, policy `run`, only needs it ended).
 pub(super) fn purge_finished(conn: &Connection, before: Timestamp, limit: u32) -> Result<u64> {
-    let ids = conn
+    let ended = conn
         .prepare_cached(
             "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
              AND finished_at < ?1 AND state IN ('succeeded', 'failed', 'cancelled', 'skipped') \
-             ORDER BY finished_at LIMIT ?2) RETURNING id",
+             ORDER BY finished_at LIMIT ?2) RETURNING id, workflow_id",
         )?
         .query_map(params![to_micros(before), i64::from(limit)], |row| {
-            row.get::<_, uuid::Uuid>(0)
+            Ok((
+                row.get::<_, uuid::Uuid>(0)?,
+                row.get::<_, Option<uuid::Uuid>>(1)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE job_id = ?1")?;
     let mut edges =
         conn.prepare_cached("DELETE FROM job_deps WHERE parent_id = ?1 OR child_id = ?1")?;
-    for id in &ids {
+    // A workflow goes with its last job.
+    let mut workflows = conn.prepare_cached(
+        "DELETE FROM workflows WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE workflow_id = ?1)",
+    )?;
+    for (id, workflow) in &ended {
         attempts.execute(params![id])?;
         edges.execute(params![id])?;
+        if let Some(workflow) = workflow {
+            workflows.execute(params![workflow])?;
+        }
     }
-    Ok(ids.len() as u64)
+    Ok(ended.len() as u64)
 }
