@@ -312,7 +312,6 @@ fn state_text(job: &JobView) -> String {
     }
 }
 
-/// A job's fields one per line, then its attempts as a table.
 /// `40% copied 4 of 10 files (2026-05-01T12:00:00Z)`.
 fn progress_text(p: &ProgressView) -> String {
     let mut parts = Vec::new();
@@ -326,6 +325,7 @@ fn progress_text(p: &ProgressView) -> String {
     parts.join(" ")
 }
 
+/// A job's fields one per line, then its attempts as a table.
 fn job_detail(job: &JobView) -> String {
     let mut list: Vec<(&str, String)> = vec![
         ("id", job.id.to_string()),

@@ -237,11 +237,6 @@ impl QueueSettings {
         let rate = self.rate?;
         Some(rate.refill(stored.unwrap_or_else(|| rate.full(now)), now))
     }
-
-    /// Whether a running job that ends frees a slot someone may be waiting for.
-    pub fn counts_running(&self) -> bool {
-        self.concurrency.is_some() || self.key_concurrency.is_some()
-    }
 }
 
 /// `PATCH /api/v1/queues/{name}`: each field absent = unchanged, `null` =

@@ -65,6 +65,16 @@ impl ParentFailure {
     }
 }
 
+impl ParentFailure {
+    /// The policy as a store keeps it: NULL (no parents) is the default.
+    pub fn from_stored(stored: Option<&str>) -> Result<Self, String> {
+        stored
+            .map(str::parse)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+}
+
 impl FromStr for ParentFailure {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -210,6 +220,19 @@ pub struct NewWorkflow {
     pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
     pub jobs: Vec<NewJob>,
+}
+
+impl NewWorkflow {
+    /// The workflow row to store.
+    pub fn record(&self) -> WorkflowRecord {
+        WorkflowRecord {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 impl SubmitWorkflow {

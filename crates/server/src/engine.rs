@@ -37,10 +37,10 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-/// Settings of an engine; the defaults suit a single node.
 /// How long ended jobs are kept by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Settings of an engine; the defaults suit a single node.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// The longest the timer loop sleeps without asking the store again. On
@@ -145,16 +145,7 @@ impl Engine {
         let now = self.now();
         let job = request.validate(tenant, now)?;
         let submitted = self.store.submit(job, now).await?;
-        let unchanged = submitted.deduplicated
-            || submitted.unique == Some(taskwheel_core::unique::UniqueOutcome::Deduplicated);
-        if !unchanged {
-            self.announce(
-                &submitted.job.tenant,
-                &submitted.job.queue,
-                submitted.job.state,
-                submitted.job.run_at,
-            );
-        }
+        self.announce_submitted(&submitted);
         Ok(submitted)
     }
 
@@ -215,13 +206,7 @@ impl Engine {
                             .into());
                         }
                     };
-                    let unchanged = submitted.deduplicated
-                        || submitted.unique
-                            == Some(taskwheel_core::unique::UniqueOutcome::Deduplicated);
-                    if !unchanged {
-                        let job = &submitted.job;
-                        self.announce(&job.tenant, &job.queue, job.state, job.run_at);
-                    }
+                    self.announce_submitted(&submitted);
                     Ok(submitted)
                 })
             })
@@ -321,11 +306,7 @@ impl Engine {
     ) -> Result<Vec<Result<Moved, StoreError>>> {
         let outcomes = self.store.complete(tenant, items, self.now()).await?;
         for moved in outcomes.iter().flatten() {
-            self.announce_released(&moved.released);
-            // A limited queue's slot is free: its waiters may get a job now.
-            if moved.freed {
-                self.dispatch.wake(tenant, &moved.queue);
-            }
+            self.announce_moved(tenant, moved);
         }
         Ok(outcomes)
     }
@@ -484,7 +465,18 @@ impl Engine {
         }
     }
 
+    /// A stored or replaced job (not one found under its key) may be due now or later.
+    fn announce_submitted(&self, submitted: &Submitted) {
+        let unchanged = submitted.deduplicated
+            || submitted.unique == Some(taskwheel_core::unique::UniqueOutcome::Deduplicated);
+        if !unchanged {
+            let job = &submitted.job;
+            self.announce(&job.tenant, &job.queue, job.state, job.run_at);
+        }
+    }
+
     fn announce_moved(&self, tenant: &str, moved: &Moved) {
+        // A limited queue's slot is free: its waiters may get a job now.
         if moved.freed {
             self.dispatch.wake(tenant, &moved.queue);
         }

@@ -9,6 +9,7 @@ use taskwheel_core::unique::UniqueOutcome;
 use taskwheel_core::wire::{
     JobList, JobView, ListJobsQuery, SubmitBatch, SubmitBatchResponse, SubmitItemResult, SubmitJob,
 };
+use taskwheel_store::Submitted;
 
 use super::error::ApiError;
 use super::extract::{JsonBody, QueryParams, Tenant, item, job_id};
@@ -22,18 +23,24 @@ pub(crate) async fn submit(
     JsonBody(request): JsonBody<SubmitJob>,
 ) -> Answer<(StatusCode, Json<JobView>)> {
     let submitted = engine.submit(&tenant, request).await?;
-    let mut view = JobView::from(submitted.job);
-    view.deduplicated = Some(submitted.deduplicated);
-    view.unique = submitted.unique;
     // 201 only when this submission created the job.
     let created =
         !submitted.deduplicated && submitted.unique.is_none_or(|u| u == UniqueOutcome::New);
+    let view = submitted_view(submitted);
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(view)))
+}
+
+/// A submitted job as answered: the job, and whether it was new.
+fn submitted_view(submitted: Submitted) -> JobView {
+    let mut view = JobView::from(submitted.job);
+    view.deduplicated = Some(submitted.deduplicated);
+    view.unique = submitted.unique;
+    view
 }
 
 /// `POST /api/v1/jobs/batch`: 200 with one result per item, in order (an
@@ -49,15 +56,10 @@ pub(crate) async fn submit_batch(
     let results = answers
         .into_iter()
         .map(|answer| match answer {
-            Ok(submitted) => {
-                let mut view = JobView::from(submitted.job);
-                view.deduplicated = Some(submitted.deduplicated);
-                view.unique = submitted.unique;
-                SubmitItemResult {
-                    job: Some(view),
-                    error: None,
-                }
-            }
+            Ok(submitted) => SubmitItemResult {
+                job: Some(submitted_view(submitted)),
+                error: None,
+            },
             Err(e) => SubmitItemResult {
                 job: None,
                 error: Some(ApiError::from(e).0),

@@ -818,6 +818,8 @@ pub(super) async fn complete_many(tx: &mut Tx, items: Vec<Done>) -> Res<Vec<Resu
     let mut outcomes = Vec::with_capacity(items.len());
     let (mut done, mut numbers, mut workers, mut started, mut ended, mut results) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // Only jobs others depend on need their children looked at.
+    let mut parents = Vec::new();
     // Children released by the batch are released as of its latest `now`.
     let mut latest = Timestamp::UNIX_EPOCH;
     // Each outcome's tenant, to tell which queues a completion freed.
@@ -836,6 +838,9 @@ pub(super) async fn complete_many(tx: &mut Tx, items: Vec<Done>) -> Res<Vec<Resu
             Ok(lease) => {
                 finished.insert(item.id);
                 done.push(item.id.0);
+                if running.has_children {
+                    parents.push(item.id);
+                }
                 numbers.push(int(running.attempts_total));
                 workers.push(lease.worker.clone());
                 started.push(At(lease.started_at));
@@ -895,9 +900,8 @@ pub(super) async fn complete_many(tx: &mut Tx, items: Vec<Done>) -> Res<Vec<Resu
             moved.freed = freed.contains(&(tenant.clone(), moved.queue.clone()));
         }
     }
-    let ended = done.into_iter().map(JobId).collect();
     let mut released: HashMap<JobId, Vec<Released>> = HashMap::new();
-    for (parent, child) in workflows::release_children(tx, ended, latest).await? {
+    for (parent, child) in workflows::release_children(tx, parents, latest).await? {
         released.entry(parent).or_default().push(child);
     }
     if !released.is_empty() {

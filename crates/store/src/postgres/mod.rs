@@ -286,14 +286,10 @@ async fn timer_pass(
     clock: &dyn Clock,
     claim: Option<&ShardClaim>,
 ) -> Res<(Woken, Option<Timestamp>)> {
-    let shards = match claim {
-        None => cluster::Shards::all(),
-        Some(claim) => cluster::valid_shards(tx, claim).await?,
-    };
-    if shards.owned.is_empty() {
+    let Some(shards) = owned_shards(tx, claim).await? else {
         // Nothing of ours to do; the node's next claim may change that.
         return Ok((Woken::default(), None));
-    }
+    };
     // Read after BEGIN (and after the claim check): the pass's `now` is when it really runs.
     let now = clock.now();
     let mut woken = schedules::fire(tx, now, &shards).await?;
@@ -311,14 +307,20 @@ async fn purge_finished(
     limit: u32,
     claim: Option<&ShardClaim>,
 ) -> Res<u64> {
+    match owned_shards(tx, claim).await? {
+        Some(shards) => jobs::purge_finished(tx, before, limit, &shards).await,
+        None => Ok(0),
+    }
+}
+
+/// The shards `claim` still validly holds (all of them without a claim),
+/// checked inside the caller's transaction; `None` when it holds none.
+async fn owned_shards(tx: &mut Tx, claim: Option<&ShardClaim>) -> Res<Option<cluster::Shards>> {
     let shards = match claim {
         None => cluster::Shards::all(),
         Some(claim) => cluster::valid_shards(tx, claim).await?,
     };
-    if shards.owned.is_empty() {
-        return Ok(0);
-    }
-    jobs::purge_finished(tx, before, limit, &shards).await
+    Ok((!shards.owned.is_empty()).then_some(shards))
 }
 
 #[async_trait]

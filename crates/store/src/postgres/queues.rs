@@ -13,16 +13,16 @@
 //! `SKIP LOCKED` dequeue.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use sqlx_core::query::query;
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgPool, PgRow};
+use taskwheel_core::Job;
 use taskwheel_core::queue::{
     QueuePatch, QueueSettings, QueueStats, RateLimit, RatePeriod, TokenBucket,
 };
-use taskwheel_core::time::to_micros;
-use taskwheel_core::{Job, JobState};
 use uuid::Uuid;
 
 use super::error::Res;
@@ -53,9 +53,7 @@ pub(super) struct Limited {
 }
 
 fn limit(row: &PgRow, i: usize) -> Res<Option<u32>> {
-    Ok(row
-        .try_get::<Option<i32>, _>(i)?
-        .map(|n| u32::try_from(n).unwrap_or(0)))
+    Ok(row.try_get::<Option<i32>, _>(i)?.map(rows::count))
 }
 
 /// Reads the settings columns starting at `first`.
@@ -335,9 +333,7 @@ pub(super) async fn stats(
     now: Timestamp,
 ) -> Res<Vec<QueueStats>> {
     let mut found: BTreeMap<String, QueueStats> = BTreeMap::new();
-    let minute_ago = At(taskwheel_core::time::from_micros(
-        to_micros(now) - 60_000_000,
-    ));
+    let minute_ago = At(taskwheel_core::time::sub(now, Duration::from_secs(60)));
     let depth = query(
         "SELECT queue, state, COUNT(*), MIN(run_at) FILTER (WHERE state = 'available'), \
          COUNT(*) FILTER (WHERE finished_at >= $3) FROM jobs \
@@ -350,10 +346,7 @@ pub(super) async fn stats(
     .await?;
     for row in &depth {
         let stats = QueueStats::slot(&mut found, row.try_get(0)?);
-        let state: JobState = row
-            .try_get::<&str, _>(1)?
-            .parse()
-            .map_err(StoreError::Backend)?;
+        let state = rows::parse_state(row.try_get(1)?)?;
         stats
             .depth
             .add(state, u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0));

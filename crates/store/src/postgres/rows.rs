@@ -14,7 +14,7 @@ use sqlx_postgres::types::{Oid, PgHasArrayType};
 use sqlx_postgres::{PgArgumentBuffer, PgRow, PgTypeInfo, PgValueFormat, PgValueRef, Postgres};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::{from_micros, to_micros};
-use taskwheel_core::workflow::WorkflowId;
+use taskwheel_core::workflow::{ParentFailure, WorkflowId};
 use taskwheel_core::{
     Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, Progress, RunningLease,
 };
@@ -94,7 +94,7 @@ pub(super) const JOB_COLUMN_COUNT: usize = 34;
 macro_rules! running_columns {
     () => {
         "id, tenant, queue, state, attempt, attempts_total, cancel_requested, retry, schedule_id, \
-         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms"
+         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, has_children"
     };
 }
 pub(super) use running_columns;
@@ -131,12 +131,8 @@ pub(super) fn job(row: &PgRow) -> Res<Job> {
             .into_iter()
             .map(JobId)
             .collect(),
-        on_parent_failure: row
-            .try_get::<Option<&str>, _>(26)?
-            .map(str::parse)
-            .transpose()
-            .map_err(StoreError::Backend)?
-            .unwrap_or_default(),
+        on_parent_failure: ParentFailure::from_stored(row.try_get(26)?)
+            .map_err(StoreError::Backend)?,
         workflow: match (
             row.try_get::<Option<Uuid>, _>(27)?,
             row.try_get::<Option<String>, _>(28)?,
@@ -187,6 +183,8 @@ pub(super) struct Running {
     pub(super) retry: Value,
     pub(super) schedule_id: Option<Uuid>,
     pub(super) lease: Option<RunningLease>,
+    /// Whether other jobs depend on this one.
+    pub(super) has_children: bool,
 }
 
 pub(super) fn running(row: &PgRow) -> Res<Running> {
@@ -201,6 +199,7 @@ pub(super) fn running(row: &PgRow) -> Res<Running> {
         retry: row.try_get(7)?,
         schedule_id: row.try_get(8)?,
         lease: lease(row, 9)?,
+        has_children: row.try_get(15)?,
     })
 }
 
@@ -230,7 +229,7 @@ pub(super) fn parse_state(s: &str) -> Res<JobState> {
 }
 
 /// A stored count (never negative) as the domain's `u32`.
-fn count(n: i32) -> u32 {
+pub(super) fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 

@@ -100,7 +100,7 @@ pub(super) async fn release_children(
     let mut released = Vec::new();
     while !frontier.is_empty() {
         let blocked = query(
-            "SELECT c.id, d.parent_id, c.tenant, c.queue, c.run_at, c.on_parent_failure \
+            "SELECT c.id, d.parent_id, c.tenant, c.queue, c.run_at, c.on_parent_failure, c.has_children \
              FROM job_deps d JOIN jobs c ON c.id = d.child_id \
              WHERE d.parent_id = ANY($1) AND c.state = 'blocked' ORDER BY c.id FOR UPDATE OF c",
         )
@@ -135,18 +135,16 @@ pub(super) async fn release_children(
                 .push(rows::parse_state(row.try_get(1)?)?);
         }
         let (mut skipped, mut moved, mut states) = (Vec::new(), Vec::new(), Vec::new());
+        // Skipped children that others depend on: the next round looks at theirs.
+        let mut next = Vec::new();
         for row in &blocked {
             let child: Uuid = row.try_get(0)?;
             let Some(parent_states) = standing.remove(&child) else {
                 // Its second row: already judged.
                 continue;
             };
-            let policy: ParentFailure = row
-                .try_get::<Option<&str>, _>(5)?
-                .map(str::parse)
-                .transpose()
-                .map_err(StoreError::Backend)?
-                .unwrap_or_default();
+            let policy =
+                ParentFailure::from_stored(row.try_get(5)?).map_err(StoreError::Backend)?;
             let run_at = row.try_get::<At, _>(4)?.0;
             let state = Standing::of(parent_states).state(policy, run_at, now);
             let release = Released {
@@ -158,7 +156,12 @@ pub(super) async fn release_children(
             };
             match state {
                 JobState::Blocked => continue,
-                JobState::Skipped => skipped.push(child),
+                JobState::Skipped => {
+                    skipped.push(child);
+                    if row.try_get(6)? {
+                        next.push(child);
+                    }
+                }
                 JobState::Available => {
                     tx.wake(&release.tenant, &release.queue);
                     moved.push(child);
@@ -191,7 +194,7 @@ pub(super) async fn release_children(
             .execute(tx.conn())
             .await?;
         }
-        frontier = skipped;
+        frontier = next;
     }
     Ok(released)
 }
@@ -226,6 +229,7 @@ pub(super) async fn submit_workflow(
         found.deduplicated = true;
         return Ok(found);
     }
+    let record = workflow.record();
     let mut stored = Vec::with_capacity(workflow.jobs.len());
     for job in workflow.jobs {
         let job = jobs::insert_job(tx, job, now)
@@ -234,13 +238,7 @@ pub(super) async fn submit_workflow(
         stored.push(job);
     }
     Ok(WorkflowSubmitted {
-        workflow: WorkflowRecord {
-            id: workflow.id,
-            tenant: workflow.tenant,
-            name: workflow.name,
-            idempotency_key: workflow.idempotency_key,
-            created_at: workflow.created_at,
-        },
+        workflow: record,
         jobs: stored,
         deduplicated: false,
     })
@@ -300,7 +298,7 @@ pub(super) async fn cancel_group(
     };
     let mut pending = query(AssertSqlSafe(format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $2 \
-         WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id"
+         WHERE {filter} AND state IN ('blocked', 'scheduled', 'available') RETURNING id, has_children"
     )))
     .bind(id)
     .bind(At(now));
@@ -313,14 +311,18 @@ pub(super) async fn cancel_group(
         pending = pending.bind(tenant);
         running = running.bind(tenant);
     }
-    let cancelled = pending
-        .fetch_all(tx.conn())
-        .await?
-        .iter()
-        .map(|row| Ok(JobId(row.try_get(0)?)))
-        .collect::<Res<Vec<_>>>()?;
+    // Only jobs others depend on need their children looked at.
+    let mut parents = Vec::new();
+    for row in pending.fetch_all(tx.conn()).await? {
+        if row.try_get(1)? {
+            parents.push(JobId(row.try_get(0)?));
+        }
+    }
     running.execute(tx.conn()).await?;
-    let released = release_children(tx, cancelled, now).await?;
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let released = release_children(tx, parents, now).await?;
     Ok(released.into_iter().map(|(_, child)| child).collect())
 }
 
@@ -330,8 +332,8 @@ pub(super) async fn cancel_workflow(
     id: WorkflowId,
     now: Timestamp,
 ) -> Res<(WorkflowSubmitted, Vec<Released>)> {
-    // Existence first, so an unknown id is a 404 and not a no-op.
-    load(tx, tenant, id).await?;
+    // An unknown id cancels nothing, and the read after answers 404 (and
+    // rolls the transaction back).
     let released = cancel_group(tx, Group::Workflow(tenant, id), now).await?;
     Ok((load(tx, tenant, id).await?, released))
 }

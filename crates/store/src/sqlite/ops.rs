@@ -116,13 +116,8 @@ pub(super) fn submit_batch(
             outcomes.push(Ok(submit(conn, job, now)?));
             continue;
         }
-        conn.prepare_cached("SAVEPOINT item")?.execute([])?;
-        let outcome = submit(conn, job, now);
-        if outcome.is_err() {
-            conn.prepare_cached("ROLLBACK TO item")?.execute([])?;
-        }
-        conn.prepare_cached("RELEASE item")?.execute([])?;
-        outcomes.push(outcome);
+        // A refused item rolls back alone (savepoints nest by name).
+        outcomes.push(super::writer::in_savepoint(conn, |c| submit(c, job, now)));
     }
     Ok(outcomes)
 }
@@ -372,6 +367,9 @@ struct Running {
     lease: Option<RunningLease>,
     /// Whether other jobs depend on this one.
     has_children: bool,
+    /// Whether its queue counts running jobs (a concurrency limit), so its
+    /// end frees a slot for waiting workers.
+    frees_slot: bool,
 }
 
 impl Running {
@@ -386,7 +384,9 @@ impl Running {
 fn load_running(conn: &Connection, tenant: &str, id: JobId) -> Result<Running> {
     conn.prepare_cached(
         "SELECT tenant, queue, state, attempt, attempts_total, cancel_requested, retry, \
-         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, has_children \
+         lease_token, worker, started_at, lease_expires_at, deadline, lease_ms, has_children, \
+         EXISTS (SELECT 1 FROM queue_settings s WHERE s.tenant = jobs.tenant AND s.queue = jobs.queue \
+                 AND (s.concurrency IS NOT NULL OR s.key_concurrency IS NOT NULL)) \
          FROM jobs WHERE id = ?1 AND tenant = ?2",
     )?
     .query_row(params![id.0, tenant], |row| {
@@ -402,6 +402,7 @@ fn load_running(conn: &Connection, tenant: &str, id: JobId) -> Result<Running> {
                 retry: row.get(6)?,
                 lease: rows::lease(row, 7)?,
                 has_children: row.get(13)?,
+                frees_slot: row.get(14)?,
             })
         })())
     })
@@ -420,14 +421,24 @@ pub(super) fn heartbeat(
     let running = load_running(conn, tenant, id)?;
     let lease = running.check(token)?;
     let expires_at = lifecycle::lease_expiry(now, lease.duration, lease.deadline);
-    conn.prepare_cached("UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1")?
-        .execute(params![id.0, to_micros(expires_at)])?;
-    if let Some(p) = progress {
-        conn.prepare_cached(
-            "UPDATE jobs SET progress_percent = ?2, progress_message = ?3, progress_at = ?4 WHERE id = ?1",
-        )?
-        .execute(params![id.0, p.percent, p.message, to_micros(p.updated_at)])?;
-    }
+    // One write of the row, with the progress when the worker reported some.
+    match progress {
+        None => conn
+            .prepare_cached("UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1")?
+            .execute(params![id.0, to_micros(expires_at)])?,
+        Some(p) => conn
+            .prepare_cached(
+                "UPDATE jobs SET lease_expires_at = ?2, progress_percent = ?3, progress_message = ?4, \
+                 progress_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                id.0,
+                to_micros(expires_at),
+                p.percent,
+                p.message,
+                to_micros(p.updated_at)
+            ])?,
+    };
     Ok(Heartbeat {
         expires_at,
         cancel_requested: running.cancel_requested,
@@ -476,7 +487,7 @@ fn complete_one(
     Ok(Moved {
         state: JobState::Succeeded,
         run_at: None,
-        freed: queues::frees_slot(conn, tenant, &running.queue)?,
+        freed: running.frees_slot,
         queue: running.queue,
         released,
     })
@@ -497,9 +508,9 @@ pub(super) fn fail(
 }
 
 /// Marks a job that left `running` as freeing a slot if its queue counts running jobs.
-fn freeing(conn: &Connection, running: &Running, mut moved: Moved) -> Result<Moved> {
-    moved.freed = queues::frees_slot(conn, &running.tenant, &running.queue)?;
-    Ok(moved)
+fn freeing(running: &Running, mut moved: Moved) -> Moved {
+    moved.freed = running.frees_slot;
+    moved
 }
 
 /// Ends a running attempt without success and moves the job where the lifecycle says.
@@ -534,7 +545,7 @@ fn apply_failure(
     match verdict {
         FailureVerdict::RetryAt(at) => {
             let moved = put_back(conn, id, &running.queue, at, 0, now)?;
-            freeing(conn, running, moved)
+            Ok(freeing(running, moved))
         }
         FailureVerdict::Dead | FailureVerdict::Cancelled => {
             let state = verdict.state(now);
@@ -554,7 +565,7 @@ fn apply_failure(
                 released,
                 freed: false,
             };
-            freeing(conn, running, moved)
+            Ok(freeing(running, moved))
         }
     }
 }
@@ -581,7 +592,7 @@ pub(super) fn snooze(
     )?;
     // A snooze is not a failure: give the attempt back to the budget.
     let moved = put_back(conn, id, &running.queue, add(now, delay), 1, now)?;
-    freeing(conn, &running, moved)
+    Ok(freeing(&running, moved))
 }
 
 /// Records the attempt that just ended.
@@ -679,12 +690,8 @@ pub(super) fn cancel(
 ) -> Result<(Job, Vec<Released>)> {
     let job = load_job(conn, tenant, id)?;
     let released = match lifecycle::cancel(job.state)? {
-        CancelEffect::Cancelled => {
-            let has_children = conn
-                .prepare_cached("SELECT has_children FROM jobs WHERE id = ?1")?
-                .query_row(params![id.0], |row| row.get(0))?;
-            finish(conn, id, JobState::Cancelled, has_children, now)?
-        }
+        // Looking for children costs what reading the flag would.
+        CancelEffect::Cancelled => finish(conn, id, JobState::Cancelled, true, now)?,
         CancelEffect::Requested => {
             conn.prepare_cached(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",

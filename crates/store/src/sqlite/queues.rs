@@ -167,18 +167,6 @@ pub(super) fn pick(
     Ok((jobs, refill_at))
 }
 
-/// Whether a running job of `queue` that ends frees a slot of a limit.
-pub(super) fn frees_slot(conn: &Connection, tenant: &str, queue: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM queue_settings WHERE tenant = ?1 AND queue = ?2 \
-             AND (concurrency IS NOT NULL OR key_concurrency IS NOT NULL)",
-        )?
-        .query_row(params![tenant, queue], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// Wakes the queues whose token bucket refilled by `now` after a lease found it dry.
 pub(super) fn wake_refilled(conn: &Connection, now: Timestamp) -> Result<Woken> {
     let mut woken = Woken::default();

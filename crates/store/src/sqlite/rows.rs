@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::Row;
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::from_micros;
-use taskwheel_core::workflow::WorkflowId;
+use taskwheel_core::workflow::{ParentFailure, WorkflowId};
 use taskwheel_core::{
     Attempt, AttemptOutcome, Job, JobId, JobState, LeaseToken, Priority, Progress, RetryPolicy,
     RunningLease,
@@ -53,11 +53,8 @@ pub(super) fn job(row: &Row<'_>) -> Result<Job> {
             .map(|ids| serde_json::from_str(&ids))
             .transpose()?
             .unwrap_or_default(),
-        on_parent_failure: row
-            .get::<_, Option<String>>(26)?
-            .map(|p| p.parse().map_err(StoreError::Backend))
-            .transpose()?
-            .unwrap_or_default(),
+        on_parent_failure: ParentFailure::from_stored(row.get::<_, Option<String>>(26)?.as_deref())
+            .map_err(StoreError::Backend)?,
         workflow: match (
             row.get::<_, Option<Uuid>>(27)?,
             row.get::<_, Option<String>>(28)?,

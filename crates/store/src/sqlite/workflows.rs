@@ -8,14 +8,13 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use taskwheel_core::firing::ScheduleId;
 use taskwheel_core::time::{from_micros, to_micros};
 use taskwheel_core::workflow::{
-    NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord,
+    NewWorkflow, ParentFailure, ParentResult, Standing, WorkflowId, WorkflowRecord, in_listed_order,
 };
 use taskwheel_core::{FieldError, Job, JobId, JobState, NewJob};
 
 use super::ops;
 use super::rows::{self, JOB_COLUMNS};
 use crate::{LeasedJob, Released, Result, StoreError, WorkflowSubmitted};
-use taskwheel_core::workflow::in_listed_order;
 
 /// The state a new job starts in: from its parents when it has some (every
 /// one must exist in the tenant), else from its due time.
@@ -85,12 +84,8 @@ pub(super) fn release_children(
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         for (child, tenant, queue, run_at, policy, has_children) in blocked {
-            let policy: ParentFailure = policy
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(StoreError::Backend)?
-                .unwrap_or_default();
+            let policy =
+                ParentFailure::from_stored(policy.as_deref()).map_err(StoreError::Backend)?;
             let states = parents
                 .query_map(params![child.0], |row| row.get::<_, String>(0))?
                 .map(|s| rows::parse_state(&s?))
@@ -155,6 +150,7 @@ pub(super) fn submit_workflow(
         workflow.idempotency_key,
         to_micros(workflow.created_at),
     ])?;
+    let record = workflow.record();
     let mut jobs = Vec::with_capacity(workflow.jobs.len());
     for job in workflow.jobs {
         let stored = ops::insert_job(conn, job, now)?
@@ -162,13 +158,7 @@ pub(super) fn submit_workflow(
         jobs.push(stored);
     }
     Ok(WorkflowSubmitted {
-        workflow: WorkflowRecord {
-            id: workflow.id,
-            tenant: workflow.tenant,
-            name: workflow.name,
-            idempotency_key: workflow.idempotency_key,
-            created_at: workflow.created_at,
-        },
+        workflow: record,
         jobs,
         deduplicated: false,
     })
@@ -254,8 +244,8 @@ pub(super) fn cancel_workflow(
     id: WorkflowId,
     now: Timestamp,
 ) -> Result<(WorkflowSubmitted, Vec<Released>)> {
-    // Existence first, so an unknown id is a 404 and not a no-op.
-    get_workflow(conn, tenant, id)?;
+    // An unknown id cancels nothing, and the read after answers 404 (and
+    // rolls the operation back).
     let released = cancel_group(conn, Group::Workflow(tenant, id), now)?;
     Ok((get_workflow(conn, tenant, id)?, released))
 }
@@ -266,6 +256,9 @@ pub(super) fn add_parent_results(
     tenant: &str,
     leased: &mut [LeasedJob],
 ) -> Result<()> {
+    if leased.iter().all(|l| l.job.depends_on.is_empty()) {
+        return Ok(());
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT p.id, p.workflow_job, p.state, \
          (SELECT a.result FROM attempts a WHERE a.job_id = p.id AND a.outcome = 'succeeded' \

@@ -56,7 +56,11 @@ impl Writer {
     }
 }
 
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+/// Runs `f` in a savepoint: an error undoes its writes and nothing else.
+pub(super) fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     conn.prepare_cached("SAVEPOINT op")?.execute([])?;
     let outcome = f(conn);
     if outcome.is_err() {
